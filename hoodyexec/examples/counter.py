@@ -1,0 +1,3 @@
+# @description Count visits in the shared, durable state
+n = shared.incr("visits")
+return {"visits": n}

@@ -1,0 +1,2 @@
+# @description Greeting: GET /hello?name=you
+return {"hi": metadata.query.get("name", "world")}

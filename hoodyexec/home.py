@@ -1,0 +1,74 @@
+"""The kit's home directory: where everything it owns lives.
+
+::
+
+    <home>/scripts/<subdomain>/<execId>/   scripts (seeded with examples on first start)
+    <home>/logs/                           per-script and kit logs
+    <home>/run/                            sockets, pid file, metrics
+    <home>/hoodyexec.db                    SQLite state
+
+Directories are created 0700 and nothing is group/world readable: scripts run
+with the kit's privileges and state may hold secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from importlib import resources
+
+DIR_MODE = 0o700
+DEFAULT_SUBDOMAIN = "default"
+DEFAULT_EXEC_ID = "1"
+
+
+class Home:
+    __slots__ = ("root", "scripts", "logs", "run", "metrics", "db", "control_socket", "pidfile", "gunicorn_ctl")
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self.scripts = os.path.join(self.root, "scripts")
+        self.logs = os.path.join(self.root, "logs")
+        self.run = os.path.join(self.root, "run")
+        self.metrics = os.path.join(self.run, "metrics")
+        self.db = os.path.join(self.root, "hoodyexec.db")
+        self.control_socket = os.path.join(self.run, "control.sock")
+        self.pidfile = os.path.join(self.run, "hoodyexec.pid")
+        self.gunicorn_ctl = os.path.join(self.run, "gunicorn.ctl")
+
+    def instance_dir(self, subdomain: str = DEFAULT_SUBDOMAIN, exec_id: str = DEFAULT_EXEC_ID) -> str:
+        return os.path.join(self.scripts, subdomain, exec_id)
+
+    def prepare(self) -> bool:
+        """Create the layout (idempotent). Returns True when examples were seeded.
+
+        Examples are seeded only on the very first start, when ``scripts/`` does
+        not exist yet, so a user who deletes them does not get them back.
+        """
+        first = not os.path.isdir(self.scripts)
+        for path in (self.root, self.scripts, self.logs, self.run, self.metrics):
+            os.makedirs(path, mode=DIR_MODE, exist_ok=True)
+            os.chmod(path, DIR_MODE)
+        if first:
+            self.seed_examples(self.instance_dir())
+        return first
+
+    @staticmethod
+    def seed_examples(target: str) -> list[str]:
+        os.makedirs(target, mode=DIR_MODE, exist_ok=True)
+        written = []
+        examples = resources.files("hoodyexec") / "examples"
+        for entry in sorted(examples.iterdir(), key=lambda e: e.name):
+            if not entry.name.endswith(".py") or entry.name.startswith("__"):
+                continue
+            rel = entry.name.replace("__", os.sep)  # "api__users.py" -> "api/users.py"
+            dest = os.path.join(target, rel)
+            os.makedirs(os.path.dirname(dest), mode=DIR_MODE, exist_ok=True)
+            with entry.open("rb") as src, open(dest + ".tmp", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.chmod(dest + ".tmp", 0o600)
+            os.replace(dest + ".tmp", dest)
+            written.append(rel)
+        return written

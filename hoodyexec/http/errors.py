@@ -1,0 +1,65 @@
+"""Exceptions → JSON bodies with ``error``, in one place for every app."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+import falcon.asgi
+import msgspec
+
+from ..errors import HoodyError
+
+log = logging.getLogger("hoodyexec.http")
+_encode = msgspec.json.Encoder().encode
+
+
+def _title(ex: falcon.HTTPError) -> str:
+    # falcon titles read "404 Not Found"; the status is already on the response.
+    title = ex.title or ""
+    code, _, rest = title.partition(" ")
+    return rest if code.isdigit() and rest else title
+
+
+def error_body(ex: falcon.HTTPError) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": ex.description or _title(ex)}
+    if ex.description:
+        body["title"] = _title(ex)
+    return body
+
+
+def _serialize(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError) -> None:
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = _encode(error_body(ex))
+
+
+async def _hoody_error(req: Any, resp: Any, ex: HoodyError, params: Any) -> None:
+    resp.status = ex.status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = _encode(ex.to_dict())
+    for name, value in ex.headers.items():
+        resp.set_header(name, value)
+    if ex.status == 503 and "Retry-After" not in ex.headers:
+        resp.set_header("Retry-After", "1")
+
+
+async def _unexpected(req: Any, resp: Any, ex: Exception, params: Any) -> None:
+    if isinstance(ex, falcon.HTTPError):
+        raise ex
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    resp.status = 500
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = _encode({"error": str(ex) or "internal error", "type": type(ex).__name__})
+
+
+def install(app: falcon.asgi.App) -> None:
+    app.set_error_serializer(_serialize)
+    app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(HoodyError, _hoody_error)
+
+
+def json_response(resp: falcon.Response, body: Any, status: int = 200) -> None:
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = _encode(body)

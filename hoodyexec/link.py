@@ -1,0 +1,366 @@
+"""The Unix-socket link between the control worker and the request workers.
+
+``ControlServer`` runs in the control worker. Request workers keep one
+``LinkClient`` connection each (registered by a ``Hello`` frame) over which the
+control worker broadcasts notices and fans out queries. Management HTTP requests
+arrive on short-lived *forward* connections (see ``forward``) and are answered by
+running the control worker's ASGI app on them (``bridge.serve``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+from . import bridge
+from .errors import ControlUnavailable
+from .protocol import (
+    Broadcast,
+    Hello,
+    HttpRequest,
+    Query,
+    Reply,
+    ResponseBody,
+    ResponseStart,
+    encode,
+    read_frame,
+)
+
+log = logging.getLogger("hoodyexec.link")
+
+BroadcastHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
+QueryHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]
+
+
+class _Link:
+    """One registered worker connection, seen from the control side."""
+
+    __slots__ = ("hello", "reader", "writer", "lock")
+
+    def __init__(self, hello: Hello, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.hello = hello
+        self.reader = reader
+        self.writer = writer
+        self.lock = asyncio.Lock()
+
+    async def send(self, frame: bytes) -> None:
+        async with self.lock:
+            self.writer.write(frame)
+            await self.writer.drain()
+
+
+class ControlServer:
+    """Control side of the control socket."""
+
+    def __init__(self, path: str, app: bridge.ASGIApp | None = None) -> None:
+        self.path = path
+        self.app = app
+        self.links: dict[int, _Link] = {}
+        self._server: asyncio.base_events.Server | None = None
+        self._inode: int | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, tuple[asyncio.Future[None], list[Reply], set[int]]] = {}
+        self._forwards: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        # A stale socket from a killed predecessor would make bind fail.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self._server = await asyncio.start_unix_server(self._on_connect, path=self.path)
+        os.chmod(self.path, 0o600)
+        self._inode = os.stat(self.path).st_ino
+
+    async def close(self, drain_timeout: float = 0.0) -> None:
+        """Stop accepting, let forwarded requests finish, drop the links."""
+        if self._server is not None:
+            self._server.close()
+        if self._forwards and drain_timeout > 0:
+            await asyncio.wait(self._forwards, timeout=drain_timeout)
+        for task in list(self._forwards):
+            task.cancel()
+        for link in list(self.links.values()):
+            link.writer.close()
+        self.links.clear()
+        rest = [t for t in self._tasks if t is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        if rest:
+            await asyncio.gather(*rest, return_exceptions=True)
+        # Only remove the socket if it is still ours: a successor may own the path now.
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(self.path).st_ino == self._inode:
+                os.unlink(self.path)
+
+    # -- connections --------------------------------------------------------
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._dispatch(reader, writer, task)
+        finally:
+            self._tasks.discard(task)
+
+    async def _dispatch(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, task: asyncio.Task[Any]
+    ) -> None:
+        try:
+            first = await read_frame(reader)
+        except Exception as exc:  # noqa: BLE001 - a bad peer must not hurt the server
+            log.warning("dropping connection with an unreadable first frame: %s", exc)
+            writer.close()
+            return
+        if isinstance(first, Hello):
+            await self._serve_link(first, reader, writer)
+        elif isinstance(first, HttpRequest) and self.app is not None:
+            self._forwards.add(task)
+            try:
+                await bridge.serve(self.app, first, reader, writer)
+            finally:
+                self._forwards.discard(task)
+                writer.close()
+        else:
+            log.warning("unexpected first frame %s", type(first).__name__)
+            writer.close()
+
+    async def _serve_link(self, hello: Hello, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        link = _Link(hello, reader, writer)
+        old = self.links.get(hello.pid)
+        if old is not None:
+            old.writer.close()
+        self.links[hello.pid] = link
+        log.debug("worker %s linked", hello.pid)
+        try:
+            while True:
+                msg = await read_frame(reader)
+                if msg is None:
+                    break
+                if isinstance(msg, Reply):
+                    self._on_reply(msg)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            if self.links.get(hello.pid) is link:
+                del self.links[hello.pid]
+            for fut, _, waiting in self._pending.values():
+                waiting.discard(hello.pid)
+                if not waiting and not fut.done():
+                    fut.set_result(None)
+            writer.close()
+            log.debug("worker %s unlinked", hello.pid)
+
+    def _on_reply(self, reply: Reply) -> None:
+        entry = self._pending.get(reply.id)
+        if entry is None:
+            return
+        fut, replies, waiting = entry
+        if reply.pid in waiting:
+            waiting.discard(reply.pid)
+            replies.append(reply)
+        if not waiting and not fut.done():
+            fut.set_result(None)
+
+    # -- fan-out ------------------------------------------------------------
+    async def broadcast(self, topic: str, data: Mapping[str, Any] | None = None) -> list[int]:
+        """Send a notice to every linked worker; returns the pids it went to."""
+        frame = encode(Broadcast(topic=topic, data=dict(data or {})))
+        sent = []
+        for pid, link in list(self.links.items()):
+            try:
+                await link.send(frame)
+                sent.append(pid)
+            except (ConnectionError, RuntimeError):
+                pass
+        return sent
+
+    async def gather(self, topic: str, data: Mapping[str, Any] | None = None, timeout: float = 1.0) -> list[Reply]:
+        """Ask every linked worker and collect the replies that arrive in time."""
+        qid = next(self._ids)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        replies: list[Reply] = []
+        waiting = set(self.links)
+        self._pending[qid] = (fut, replies, waiting)
+        try:
+            frame = encode(Query(id=qid, topic=topic, data=dict(data or {})))
+            for pid, link in list(self.links.items()):
+                try:
+                    await link.send(frame)
+                except (ConnectionError, RuntimeError):
+                    waiting.discard(pid)
+            if waiting:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(fut), timeout)
+            return sorted(replies, key=lambda r: r.pid)
+        finally:
+            del self._pending[qid]
+
+
+class LinkClient:
+    """Worker side of the link: registers, then serves broadcasts and queries.
+
+    It reconnects on its own when the control worker restarts, so a worker never
+    waits for the control worker to be up.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        pid: int,
+        *,
+        role: str = "request",
+        age: int = 0,
+        on_broadcast: Mapping[str, BroadcastHandler] | None = None,
+        on_query: Mapping[str, QueryHandler] | None = None,
+    ) -> None:
+        self.path = path
+        self.hello = Hello(pid=pid, role=role, age=age)
+        self.on_broadcast = dict(on_broadcast or {})
+        self.on_query = dict(on_query or {})
+        self.connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="hoodyexec-link")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._writer is not None:
+            self._writer.close()
+
+    async def _run(self) -> None:
+        delay = 0.02
+        while True:
+            try:
+                reader, writer = await asyncio.open_unix_connection(self.path)
+            except OSError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+                continue
+            delay = 0.02
+            self._writer = writer
+            try:
+                writer.write(encode(self.hello))
+                await writer.drain()
+                self.connected.set()
+                await self._serve(reader, writer)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            except Exception:  # noqa: BLE001 - keep the link alive whatever a handler does
+                log.exception("link failure")
+            finally:
+                self.connected.clear()
+                self._writer = None
+                writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            msg = await read_frame(reader)
+            if msg is None:
+                return
+            if isinstance(msg, Broadcast):
+                handler = self.on_broadcast.get(msg.topic)
+                if handler is not None:
+                    try:
+                        result = handler(msg.data)
+                        if asyncio.iscoroutine(result):
+                            await result
+                    except Exception:  # noqa: BLE001
+                        log.exception("broadcast handler %s failed", msg.topic)
+            elif isinstance(msg, Query):
+                reply = await self._answer(msg)
+                writer.write(encode(reply))
+                await writer.drain()
+
+    async def _answer(self, query: Query) -> Reply:
+        handler = self.on_query.get(query.topic)
+        if handler is None:
+            return Reply(id=query.id, pid=self.hello.pid, error=f"unknown query {query.topic!r}")
+        try:
+            result = handler(query.data)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return Reply(id=query.id, pid=self.hello.pid, data=result)
+        except Exception as exc:  # noqa: BLE001
+            return Reply(id=query.id, pid=self.hello.pid, error=f"{type(exc).__name__}: {exc}")
+
+
+async def _connect(path: str, deadline: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    delay = 0.01
+    while True:
+        try:
+            return await asyncio.open_unix_connection(path)
+        except OSError as exc:
+            if time.monotonic() + delay > deadline:
+                raise ControlUnavailable(f"control worker unavailable: {exc.strerror or exc}") from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
+class Forwarded:
+    """The control worker's answer: status line, first body chunk, and the rest.
+
+    ``rest`` is ``None`` when the whole body came in the first frame, which lets
+    the gateway send a plain ``Content-Length`` response instead of chunks.
+    """
+
+    __slots__ = ("start", "first", "rest")
+
+    def __init__(self, start: ResponseStart, first: bytes, rest: AsyncIterator[bytes] | None) -> None:
+        self.start = start
+        self.first = first
+        self.rest = rest
+
+
+async def forward(path: str, request: HttpRequest, *, connect_timeout: float = 5.0) -> Forwarded:
+    """Send an HTTP request to the control worker and return its answer.
+
+    Connecting is retried until ``connect_timeout`` (the control worker may be
+    restarting); once the request is sent it is never retried.
+    """
+    reader, writer = await _connect(path, time.monotonic() + connect_timeout)
+    try:
+        writer.write(encode(request))
+        await writer.drain()
+        start = await read_frame(reader)
+        first = await read_frame(reader) if isinstance(start, ResponseStart) else None
+    except (ConnectionError, asyncio.IncompleteReadError):
+        writer.close()
+        raise ControlUnavailable("control worker closed the connection", status=502) from None
+    except BaseException:
+        writer.close()
+        raise
+    if not isinstance(start, ResponseStart) or not isinstance(first, ResponseBody):
+        writer.close()
+        raise ControlUnavailable("control worker sent no response", status=502)
+    if not first.more:
+        writer.close()
+        return Forwarded(start, first.body, None)
+
+    async def rest() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                msg = await read_frame(reader)
+                if not isinstance(msg, ResponseBody):
+                    return
+                if msg.body:
+                    yield msg.body
+                if not msg.more:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
+
+    return Forwarded(start, first.body, rest())

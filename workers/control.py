@@ -1,0 +1,105 @@
+"""The control worker process: management API, link hub (and, later, the
+scheduler and package installs).
+
+It is forked and reaped by the master (``workers.master.HoodyArbiter``). The
+object is built in the master and touches no process state there; ``run`` opens
+the database, the control socket and the event loop after fork.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from hoodyexec import db
+from hoodyexec.config import Settings
+from hoodyexec.home import Home
+from hoodyexec.http.management import create_management
+from hoodyexec.link import ControlServer
+
+log = logging.getLogger("hoodyexec.control")
+
+BOOT_ERROR = 3
+
+
+class ControlBootError(Exception):
+    """The control worker could not start; the master must not respawn it."""
+
+
+class ControlWorker:
+    def __init__(self, settings: Settings, home: Home, *, age: int, master_pid: int, started: float) -> None:
+        self.settings = settings
+        self.home = home
+        self.age = age
+        self.master_pid = master_pid
+        self.started = started
+        self.pid = 0
+        self._stop: asyncio.Event | None = None
+        self._graceful = True
+
+    # -- entry point (after fork) ---------------------------------------------
+    def run(self) -> None:
+        self.pid = os.getpid()
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
+                    signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._main())
+        finally:
+            loop.close()
+
+    async def _main(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, self._request_stop, True)
+        loop.add_signal_handler(signal.SIGHUP, self._request_stop, True)
+        loop.add_signal_handler(signal.SIGINT, self._request_stop, False)
+        loop.add_signal_handler(signal.SIGQUIT, self._request_stop, False)
+
+        try:
+            conn = db.connect(self.home.db)
+            db.migrate(conn)
+            server = ControlServer(self.home.control_socket)
+
+            async def worker_pids() -> list[int]:
+                replies = await server.gather("status", timeout=0.5)
+                return [r.pid for r in replies if r.error is None]
+
+            server.app = create_management(
+                started=self.started,
+                master_pid=self.master_pid,
+                control_pid=self.pid,
+                worker_pids=worker_pids,
+                token=self.settings.token,
+            )
+            await server.start()
+        except Exception as exc:
+            raise ControlBootError(str(exc)) from exc
+        log.info("control worker %s ready on %s", self.pid, self.home.control_socket)
+
+        watchdog = loop.create_task(self._watch_master())
+        try:
+            await self._stop.wait()
+        finally:
+            watchdog.cancel()
+            await server.close(drain_timeout=self.settings.graceful_timeout if self._graceful else 0.0)
+            conn.close()
+        log.info("control worker %s stopped", self.pid)
+
+    def _request_stop(self, graceful: bool) -> None:
+        self._graceful = self._graceful and graceful
+        assert self._stop is not None
+        self._stop.set()
+
+    async def _watch_master(self) -> None:
+        # If the master dies without telling us, do not linger as an orphan.
+        while True:
+            await asyncio.sleep(0.5)
+            if os.getppid() != self.master_pid:
+                log.warning("master %s is gone; control worker exiting", self.master_pid)
+                self._request_stop(False)
+                return
