@@ -45,7 +45,9 @@ def scope_for(req: HttpRequest) -> Scope:
     }
 
 
-async def serve(app: ASGIApp, req: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def serve(
+    app: ASGIApp, req: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     sent_body = False
     started = False
     finished = False
@@ -88,7 +90,9 @@ async def serve(app: ASGIApp, req: HttpRequest, reader: asyncio.StreamReader, wr
     except Exception:
         log.exception("management app failed on %s %s", req.method, req.path)
         if not started and not disconnected.is_set():
-            writer.write(encode(ResponseStart(status=500, headers=[(b"content-type", b"application/json")])))
+            writer.write(
+                encode(ResponseStart(status=500, headers=[(b"content-type", b"application/json")]))
+            )
             writer.write(encode(ResponseBody(body=_ERROR_BODY, more=False)))
             finished = True
     finally:

@@ -30,25 +30,40 @@ def _cpu_count() -> int:
 class Settings(msgspec.Struct, rename="kebab", forbid_unknown_fields=True, kw_only=True):
     """Every setting of the kit, with its default."""
 
-    home: Annotated[str, msgspec.Meta(description="Directory for scripts, state, logs and sockets.")] = "./var"
-    bind: Annotated[str, msgspec.Meta(description="Address to serve on: HOST:PORT or unix:PATH.")] = "127.0.0.1:8080"
+    home: Annotated[
+        str, msgspec.Meta(description="Directory for scripts, state, logs and sockets.")
+    ] = "./var"
+    bind: Annotated[
+        str, msgspec.Meta(description="Address to serve on: HOST:PORT or unix:PATH.")
+    ] = "127.0.0.1:8080"
     workers: Annotated[
-        int, msgspec.Meta(ge=1, le=256, description="Number of request workers (default: CPU count).")
+        int,
+        msgspec.Meta(ge=1, le=256, description="Number of request workers (default: CPU count)."),
     ] = msgspec.field(default_factory=_cpu_count)
     token: Annotated[
         str | None,
-        msgspec.Meta(description="Management token: every /api/v1/exec/* call but health needs 'Authorization: Bearer <token>'."),
+        msgspec.Meta(
+            description="Management token: every /api/v1/exec/* call but health needs 'Authorization: Bearer <token>'."
+        ),
     ] = None
     allow_unauthenticated_public: Annotated[
         bool,
-        msgspec.Meta(description="Allow binding beyond loopback without a token (refused otherwise)."),
+        msgspec.Meta(
+            description="Allow binding beyond loopback without a token (refused otherwise)."
+        ),
     ] = False
     graceful_timeout: Annotated[
-        int, msgspec.Meta(ge=1, description="Seconds in-flight requests get to finish on reload or stop.")
+        int,
+        msgspec.Meta(
+            ge=1, description="Seconds in-flight requests get to finish on reload or stop."
+        ),
     ] = 10
     timeout: Annotated[
         int,
-        msgspec.Meta(ge=0, description="Seconds a silent worker may go before the master restarts it (0 = never)."),
+        msgspec.Meta(
+            ge=0,
+            description="Seconds a silent worker may go before the master restarts it (0 = never).",
+        ),
     ] = 30
     worker_connections: Annotated[
         int, msgspec.Meta(ge=1, description="Maximum simultaneous connections per request worker.")
@@ -57,10 +72,14 @@ class Settings(msgspec.Struct, rename="kebab", forbid_unknown_fields=True, kw_on
         Literal["debug", "info", "warning", "error", "critical"],
         msgspec.Meta(description="Kit log level."),
     ] = "info"
-    access_log: Annotated[bool, msgspec.Meta(description="Write an access log line per request to stderr.")] = False
+    access_log: Annotated[
+        bool, msgspec.Meta(description="Write an access log line per request to stderr.")
+    ] = False
     gunicorn_config: Annotated[
         str | None,
-        msgspec.Meta(description="Optional gunicorn settings module (e.g. conf/gunicorn.conf.py) for fine tuning."),
+        msgspec.Meta(
+            description="Optional gunicorn settings module (e.g. conf/gunicorn.conf.py) for fine tuning."
+        ),
     ] = None
 
     def __post_init__(self) -> None:
@@ -151,7 +170,9 @@ def from_file(path: str) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: expected a mapping of settings, got {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path}: expected a mapping of settings, got {type(data).__name__}"
+        )
     _validate(data, f"config file {path}", strict=True)
     # Relative paths in a file are relative to the file, not to the cwd.
     base = os.path.dirname(os.path.abspath(path))
@@ -183,13 +204,27 @@ def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per setting; unset flags stay ``None`` so lower sources show through."""
-    parser.add_argument("--config", metavar="FILE", default=None, help=f"YAML settings file (env {CONFIG_ENV}).")
+    parser.add_argument(
+        "--config", metavar="FILE", default=None, help=f"YAML settings file (env {CONFIG_ENV})."
+    )
     for f in fields():
         helptext = f"{f.description} (env {f.env}; default {f.default!r})"
         if f.type is bool:
-            parser.add_argument(f.flag, dest=f.attr, action=argparse.BooleanOptionalAction, default=None, help=helptext)
+            parser.add_argument(
+                f.flag,
+                dest=f.attr,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=helptext,
+            )
         else:
-            parser.add_argument(f.flag, dest=f.attr, default=None, metavar=f.key.upper().replace("-", "_"), help=helptext)
+            parser.add_argument(
+                f.flag,
+                dest=f.attr,
+                default=None,
+                metavar=f.key.upper().replace("-", "_"),
+                help=helptext,
+            )
 
 
 def from_args(ns: argparse.Namespace) -> dict[str, Any]:
@@ -210,7 +245,9 @@ def resolve(
     """Merge the sources, flag > env > file > default, into one ``Settings``."""
     environ = os.environ if environ is None else environ
     if config_path is None:
-        config_path = (getattr(args, "config", None) if args is not None else None) or environ.get(CONFIG_ENV)
+        config_path = (getattr(args, "config", None) if args is not None else None) or environ.get(
+            CONFIG_ENV
+        )
     merged: dict[str, Any] = {}
     if config_path:
         merged.update(from_file(config_path))
@@ -235,7 +272,11 @@ def parse_cli(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> 
 
 def check_startup(settings: Settings) -> None:
     """Refuse unsafe combinations before anything starts."""
-    if not settings.is_loopback and not settings.token and not settings.allow_unauthenticated_public:
+    if (
+        not settings.is_loopback
+        and not settings.token
+        and not settings.allow_unauthenticated_public
+    ):
         raise ConfigError(
             f"refusing to bind {settings.bind} beyond loopback without a management token: "
             "set --token (HOODYEXEC_TOKEN) or pass --allow-unauthenticated-public if this is intended"

@@ -37,7 +37,7 @@ def connect(path: str, *, timeout: float = 5.0) -> sqlite3.Connection:
     existed = os.path.exists(path)
     try:
         conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -62,7 +62,7 @@ def migrate(conn: sqlite3.Connection) -> int:
                 for statement in _MIGRATIONS[version].split(";"):
                     if statement.strip():
                         conn.execute(statement)
-                conn.execute("PRAGMA user_version = %d" % version)
+                conn.execute(f"PRAGMA user_version = {int(version)}")
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

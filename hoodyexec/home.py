@@ -23,7 +23,17 @@ DEFAULT_EXEC_ID = "1"
 
 
 class Home:
-    __slots__ = ("root", "scripts", "logs", "run", "metrics", "db", "control_socket", "pidfile", "gunicorn_ctl")
+    __slots__ = (
+        "root",
+        "scripts",
+        "logs",
+        "run",
+        "metrics",
+        "db",
+        "control_socket",
+        "pidfile",
+        "gunicorn_ctl",
+    )
 
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
@@ -36,7 +46,9 @@ class Home:
         self.pidfile = os.path.join(self.run, "hoodyexec.pid")
         self.gunicorn_ctl = os.path.join(self.run, "gunicorn.ctl")
 
-    def instance_dir(self, subdomain: str = DEFAULT_SUBDOMAIN, exec_id: str = DEFAULT_EXEC_ID) -> str:
+    def instance_dir(
+        self, subdomain: str = DEFAULT_SUBDOMAIN, exec_id: str = DEFAULT_EXEC_ID
+    ) -> str:
         return os.path.join(self.scripts, subdomain, exec_id)
 
     def prepare(self) -> bool:

@@ -43,7 +43,9 @@ class _Link:
 
     __slots__ = ("hello", "reader", "writer", "lock")
 
-    def __init__(self, hello: Hello, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, hello: Hello, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.hello = hello
         self.reader = reader
         self.writer = writer
@@ -67,7 +69,8 @@ class ControlServer:
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[None], list[Reply], set[int]]] = {}
         self._forwards: set[asyncio.Task[Any]] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._conns: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        self._closing = False
 
     async def start(self) -> None:
         # A stale socket from a killed predecessor would make bind fail.
@@ -79,20 +82,19 @@ class ControlServer:
 
     async def close(self, drain_timeout: float = 0.0) -> None:
         """Stop accepting, let forwarded requests finish, drop the links."""
+        self._closing = True
         if self._server is not None:
             self._server.close()
         if self._forwards and drain_timeout > 0:
             await asyncio.wait(self._forwards, timeout=drain_timeout)
-        for task in list(self._forwards):
-            task.cancel()
-        for link in list(self.links.values()):
-            link.writer.close()
+        # Closing a transport ends its reader, so each connection task returns.
+        for writer in list(self._conns.values()):
+            writer.close()
         self.links.clear()
-        rest = [t for t in self._tasks if t is not asyncio.current_task()]
-        for task in rest:
-            task.cancel()
-        if rest:
-            await asyncio.gather(*rest, return_exceptions=True)
+        if self._conns:
+            _, stragglers = await asyncio.wait(list(self._conns), timeout=1.0)
+            for task in stragglers:
+                task.cancel()
         # Only remove the socket if it is still ours: a successor may own the path now.
         with contextlib.suppress(FileNotFoundError):
             if os.stat(self.path).st_ino == self._inode:
@@ -102,11 +104,14 @@ class ControlServer:
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)
+        if self._closing:  # accepted while closing: let the peer retry elsewhere
+            writer.close()
+            return
+        self._conns[task] = writer
         try:
             await self._dispatch(reader, writer, task)
         finally:
-            self._tasks.discard(task)
+            self._conns.pop(task, None)
 
     async def _dispatch(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, task: asyncio.Task[Any]
@@ -130,7 +135,9 @@ class ControlServer:
             log.warning("unexpected first frame %s", type(first).__name__)
             writer.close()
 
-    async def _serve_link(self, hello: Hello, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve_link(
+        self, hello: Hello, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         link = _Link(hello, reader, writer)
         old = self.links.get(hello.pid)
         if old is not None:
@@ -180,7 +187,9 @@ class ControlServer:
                 pass
         return sent
 
-    async def gather(self, topic: str, data: Mapping[str, Any] | None = None, timeout: float = 1.0) -> list[Reply]:
+    async def gather(
+        self, topic: str, data: Mapping[str, Any] | None = None, timeout: float = 1.0
+    ) -> list[Reply]:
         """Ask every linked worker and collect the replies that arrive in time."""
         qid = next(self._ids)
         loop = asyncio.get_running_loop()
@@ -302,9 +311,12 @@ async def _connect(path: str, deadline: float) -> tuple[asyncio.StreamReader, as
         try:
             return await asyncio.open_unix_connection(path)
         except OSError as exc:
-            if time.monotonic() + delay > deadline:
-                raise ControlUnavailable(f"control worker unavailable: {exc.strerror or exc}") from None
-            await asyncio.sleep(delay)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ControlUnavailable(
+                    f"control worker unavailable: {exc.strerror or exc}"
+                ) from None
+            await asyncio.sleep(min(delay, left))
             delay = min(delay * 2, 0.2)
 
 
@@ -317,7 +329,9 @@ class Forwarded:
 
     __slots__ = ("start", "first", "rest")
 
-    def __init__(self, start: ResponseStart, first: bytes, rest: AsyncIterator[bytes] | None) -> None:
+    def __init__(
+        self, start: ResponseStart, first: bytes, rest: AsyncIterator[bytes] | None
+    ) -> None:
         self.start = start
         self.first = first
         self.rest = rest

@@ -37,8 +37,15 @@ class Response:
 
 
 class Kit:
-    def __init__(self, home: Path, *, workers: int = 2, args: list[str] | None = None,
-                 env: dict[str, str] | None = None, graceful_timeout: int = 5) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        workers: int = 2,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        graceful_timeout: int = 5,
+    ) -> None:
         self.home = home
         self.workers = workers
         self.port = free_port()
@@ -51,13 +58,30 @@ class Kit:
 
     @property
     def command(self) -> list[str]:
-        return [HOODYEXEC, "serve", "--home", str(self.home), "--bind", f"127.0.0.1:{self.port}",
-                "--workers", str(self.workers), "--graceful-timeout", str(self.graceful_timeout), *self.args]
+        return [
+            HOODYEXEC,
+            "serve",
+            "--home",
+            str(self.home),
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(self.workers),
+            "--graceful-timeout",
+            str(self.graceful_timeout),
+            *self.args,
+        ]
 
     def start(self, wait: bool = True) -> Kit:
         log = open(self.logfile, "ab")
-        self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                     start_new_session=True, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+        )
         log.close()
         if wait:
             self.wait_healthy()
@@ -71,8 +95,14 @@ class Kit:
     def log(self) -> str:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
 
-    def request(self, method: str, path: str, body: bytes | str | dict | None = None,
-                headers: dict[str, str] | None = None, timeout: float = 10.0) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | dict | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> Response:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         hdrs = dict(headers or {})
         if isinstance(body, dict):
@@ -95,14 +125,17 @@ class Kit:
             return None
         return r.json() if r.status == 200 else None
 
-    def wait_healthy(self, timeout: float = 15.0, workers: int | None = None,
-                     predicate: Any = None) -> dict[str, Any]:
+    def wait_healthy(
+        self, timeout: float = 15.0, workers: int | None = None, predicate: Any = None
+    ) -> dict[str, Any]:
         want = self.workers if workers is None else workers
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"kit exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+                raise AssertionError(
+                    f"kit exited with {self.proc.returncode}:\n{self.log()[-4000:]}"
+                )
             last = self.health(timeout=1.0)
             if last and len(last["workers"]) == want and (predicate is None or predicate(last)):
                 return last

@@ -110,7 +110,9 @@ def test_sighup_reloads_gracefully(kit):
     assert b'"error"' in resp
     after = kit.wait_healthy(
         timeout=10,
-        predicate=lambda h: not set(h["workers"]) & set(before["workers"]) and h["control"] != before["control"],
+        predicate=lambda h: (
+            not set(h["workers"]) & set(before["workers"]) and h["control"] != before["control"]
+        ),
     )
     assert after["master"] == before["master"]
     assert kit.proc.poll() is None
@@ -149,8 +151,12 @@ def test_worker_that_cannot_boot_stops_the_master(make_kit):
 
 
 def test_refuses_public_bind_without_token(tmp_path):
-    r = subprocess.run([HOODYEXEC, "serve", "--home", str(tmp_path / "h"), "--bind", "0.0.0.0:0"],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [HOODYEXEC, "serve", "--home", str(tmp_path / "h"), "--bind", "0.0.0.0:0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2
     assert "beyond loopback" in r.stderr and "--token" in r.stderr
     assert not (tmp_path / "h").exists()
@@ -159,10 +165,14 @@ def test_refuses_public_bind_without_token(tmp_path):
 def test_bad_setting_fails_at_start_naming_the_key(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("workers: two\n")
-    r = subprocess.run([HOODYEXEC, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [HOODYEXEC, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=30
+    )
     assert r.returncode == 2 and "workers" in r.stderr
     cfg.write_text("wrokers: 2\n")
-    r = subprocess.run([HOODYEXEC, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [HOODYEXEC, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=30
+    )
     assert r.returncode == 2 and "wrokers" in r.stderr
 
 

@@ -11,7 +11,9 @@ from hoodyexec.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hoodyexec", description="Turn Python files into live HTTP endpoints.")
+    parser = argparse.ArgumentParser(
+        prog="hoodyexec", description="Turn Python files into live HTTP endpoints."
+    )
     parser.add_argument("--version", action="version", version=f"hoodyexec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the kit (master, request workers, control worker)")

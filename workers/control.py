@@ -29,7 +29,9 @@ class ControlBootError(Exception):
 
 
 class ControlWorker:
-    def __init__(self, settings: Settings, home: Home, *, age: int, master_pid: int, started: float) -> None:
+    def __init__(
+        self, settings: Settings, home: Home, *, age: int, master_pid: int, started: float
+    ) -> None:
         self.settings = settings
         self.home = home
         self.age = age
@@ -42,8 +44,18 @@ class ControlWorker:
     # -- entry point (after fork) ---------------------------------------------
     def run(self) -> None:
         self.pid = os.getpid()
-        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
-                    signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH, signal.SIGCHLD):
+        for sig in (
+            signal.SIGHUP,
+            signal.SIGTERM,
+            signal.SIGINT,
+            signal.SIGQUIT,
+            signal.SIGUSR1,
+            signal.SIGUSR2,
+            signal.SIGTTIN,
+            signal.SIGTTOU,
+            signal.SIGWINCH,
+            signal.SIGCHLD,
+        ):
             signal.signal(sig, signal.SIG_DFL)
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
@@ -86,7 +98,9 @@ class ControlWorker:
             await self._stop.wait()
         finally:
             watchdog.cancel()
-            await server.close(drain_timeout=self.settings.graceful_timeout if self._graceful else 0.0)
+            await server.close(
+                drain_timeout=self.settings.graceful_timeout if self._graceful else 0.0
+            )
             conn.close()
         log.info("control worker %s stopped", self.pid)
 

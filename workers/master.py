@@ -111,7 +111,11 @@ class HoodyApplication(BaseApplication):
 
 def _read_gunicorn_file(app: BaseApplication, path: str) -> dict[str, Any]:
     cfg = Application.get_config_from_filename(app, path)  # gunicorn's own loader
-    return {k: v for k, v in cfg.items() if not k.startswith("_") and not callable(v) or k in app.cfg.settings}
+    return {
+        k: v
+        for k, v in cfg.items()
+        if not k.startswith("_") and not callable(v) or k in app.cfg.settings
+    }
 
 
 class HoodyArbiter(Arbiter):
@@ -129,7 +133,11 @@ class HoodyArbiter(Arbiter):
     def spawn_control(self) -> int:
         self.control_age += 1
         worker = control.ControlWorker(
-            self.app.settings, self.app.home, age=self.control_age, master_pid=self.pid, started=self.started
+            self.app.settings,
+            self.app.home,
+            age=self.control_age,
+            master_pid=self.pid,
+            started=self.started,
         )
         pid = os.fork()
         if pid:
@@ -141,7 +149,7 @@ class HoodyArbiter(Arbiter):
         try:
             for listener in self.LISTENERS:
                 listener.close()
-            util._setproctitle("control [%s]" % self.proc_name)
+            util._setproctitle(f"control [{self.proc_name}]")
             worker.run()
         except control.ControlBootError as exc:
             self.log.error("Control worker failed to boot: %s", exc)
@@ -245,6 +253,8 @@ def serve(settings: Settings, args: Any = None) -> None:
     )
     home = Home(settings.home)
     if home.prepare():
-        logging.getLogger("hoodyexec.master").info("seeded example scripts in %s", home.instance_dir())
+        logging.getLogger("hoodyexec.master").info(
+            "seeded example scripts in %s", home.instance_dir()
+        )
     app = HoodyApplication(settings, args)
     HoodyArbiter(app).run()

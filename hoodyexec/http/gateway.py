@@ -40,7 +40,9 @@ class Forwarder:
         self.pid = pid
         self.connect_timeout = connect_timeout
 
-    async def __call__(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: Any) -> None:
+    async def __call__(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: Any
+    ) -> None:
         length = req.content_length
         if length is not None and length > MANAGEMENT_BODY_LIMIT:
             raise HoodyError(f"request body over {MANAGEMENT_BODY_LIMIT} bytes", status=413)
@@ -52,7 +54,10 @@ class Forwarder:
             method=req.method,
             path=scope["path"],
             query_string=scope.get("query_string", b""),
-            headers=[(bytes(k), bytes(v)) for k, v in scope.get("headers", ())],
+            # falcon has consumed scope["headers"] (it may be a one-shot iterator)
+            headers=[
+                (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in req.headers.items()
+            ],
             body=body,
             client=tuple(scope["client"]) if scope.get("client") else None,
             scheme=scope.get("scheme", "http"),
@@ -99,9 +104,16 @@ async def _no_script(req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: 
     errors.json_response(resp, {"error": f"No script at {req.path}", "path": req.path}, status=404)
 
 
-def worker_status(pid: int, age: int, started: float) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+def worker_status(
+    pid: int, age: int, started: float
+) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     def status(_: Mapping[str, Any]) -> dict[str, Any]:
-        return {"pid": pid, "age": age, "uptime": round(time.time() - started, 3), "tasks": len(asyncio.all_tasks())}
+        return {
+            "pid": pid,
+            "age": age,
+            "uptime": round(time.time() - started, 3),
+            "tasks": len(asyncio.all_tasks()),
+        }
 
     return status
 
@@ -112,6 +124,7 @@ def create_gateway(
     pid: int | None = None,
     age: int = 0,
     link_client: bool = True,
+    connect_timeout: float = 5.0,
 ) -> falcon.asgi.App:
     """Build the request worker app; ``link_client=False`` for in-process tests."""
     pid = os.getpid() if pid is None else pid
@@ -127,9 +140,8 @@ def create_gateway(
 
     app = falcon.asgi.App(middleware=[Lifespan(make_link if link_client else None)])
     errors.install(app)
-    forward = Forwarder(socket_path, pid)
+    forward = Forwarder(socket_path, pid, connect_timeout)
     app.add_sink(forward, prefix=r"/api/v1/exec(/|$)")
     app.add_sink(forward, prefix=r"/openapi\.(json|yaml)$")
     app.add_sink(_no_script, prefix=r"/(?!api/v1/exec(/|$)|openapi\.(json|yaml)$)")
     return app
-

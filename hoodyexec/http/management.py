@@ -37,12 +37,18 @@ class TokenAuth:
             return
         header = req.get_header("Authorization") or ""
         scheme, _, credential = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(credential.strip().encode(), self.token):
-            raise Unauthorized("missing or invalid management token (Authorization: Bearer <token>)")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            credential.strip().encode(), self.token
+        ):
+            raise Unauthorized(
+                "missing or invalid management token (Authorization: Bearer <token>)"
+            )
 
 
 class Health:
-    def __init__(self, started: float, master_pid: int, control_pid: int, worker_pids: WorkerPids) -> None:
+    def __init__(
+        self, started: float, master_pid: int, control_pid: int, worker_pids: WorkerPids
+    ) -> None:
         self.started = started
         self.master_pid = master_pid
         self.control_pid = control_pid
@@ -66,23 +72,32 @@ def _template_regex(path: str) -> re.Pattern[str]:
     return re.compile("^" + re.sub(r"\\\{\w+\\\}", r"[^/]+", re.escape(path)) + "$")
 
 
-_PLANNED = [(method, _template_regex(path), path) for method, path, _, _ in ENDPOINTS if path.startswith("/api/")]
+_PLANNED = [
+    (method, _template_regex(path), path)
+    for method, path, _, _ in ENDPOINTS
+    if path.startswith("/api/")
+]
 
 
 async def _unknown(req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: Any) -> None:
     path = req.path
     allowed = [method for method, rx, _ in _PLANNED if rx.match(path)]
     if req.method in allowed:
-        raise NotImplementedYet(f"{req.method} {path} is not implemented in this version yet", path=path)
+        raise NotImplementedYet(
+            f"{req.method} {path} is not implemented in this version yet", path=path
+        )
     if allowed:
         raise MethodNotAllowed(
-            f"Method {req.method} not allowed on {path}", headers={"Allow": ", ".join(sorted(set(allowed)))}
+            f"Method {req.method} not allowed on {path}",
+            headers={"Allow": ", ".join(sorted(set(allowed)))},
         )
     raise NotFound(f"Unknown management endpoint: {req.method} {path}", path=path)
 
 
 async def _openapi(req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: Any) -> None:
-    raise NotImplementedYet("the kit's OpenAPI document is not implemented in this version yet", path=req.path)
+    raise NotImplementedYet(
+        "the kit's OpenAPI document is not implemented in this version yet", path=req.path
+    )
 
 
 def create_management(

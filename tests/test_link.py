@@ -1,0 +1,193 @@
+"""The control socket in-process: frames, broadcast, gather, forwarding."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from hoodyexec import link, protocol
+from hoodyexec.errors import ControlUnavailable
+from hoodyexec.protocol import HttpRequest
+
+
+@pytest.fixture
+def sock_path():
+    with tempfile.TemporaryDirectory() as d:
+        yield str(Path(d) / "c.sock")
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 10))
+
+
+def test_frames_roundtrip_every_message_type():
+    msgs = [
+        protocol.Hello(pid=1, role="request", age=2),
+        protocol.Broadcast(topic="cache.clear", data={"clearState": True}),
+        protocol.Query(id=7, topic="status"),
+        protocol.Reply(id=7, pid=1, data={"x": [1, 2]}, error=None),
+        HttpRequest(
+            method="POST", path="/a", query_string=b"q=1", headers=[(b"a", b"b")], body=b"\x00\xff"
+        ),
+        protocol.ResponseStart(status=201, headers=[(b"content-type", b"text/plain")]),
+        protocol.ResponseBody(body=b"chunk", more=True),
+    ]
+    for msg in msgs:
+        frame = protocol.encode(msg)
+        assert int.from_bytes(frame[:4], "big") == len(frame) - 4
+        assert protocol.decode(frame[4:]) == msg
+
+
+def test_broadcast_and_gather_reach_every_worker(sock_path):
+    async def main():
+        server = link.ControlServer(sock_path)
+        await server.start()
+        got: dict[int, list] = {1: [], 2: []}
+        clients = [
+            link.LinkClient(
+                sock_path,
+                pid,
+                on_broadcast={"reload": got[pid].append},
+                on_query={"status": lambda d, pid=pid: {"pid": pid, "echo": d.get("x")}},
+            )
+            for pid in (1, 2)
+        ]
+        for c in clients:
+            c.start()
+        for c in clients:
+            await asyncio.wait_for(c.connected.wait(), 2)
+        while len(server.links) < 2:
+            await asyncio.sleep(0.01)
+        assert sorted(await server.broadcast("reload", {"path": "a.py"})) == [1, 2]
+        replies = await server.gather("status", {"x": 42}, timeout=2)
+        assert [(r.pid, r.data) for r in replies] == [
+            (1, {"pid": 1, "echo": 42}),
+            (2, {"pid": 2, "echo": 42}),
+        ]
+        for _ in range(100):
+            if got[1] and got[2]:
+                break
+            await asyncio.sleep(0.01)
+        assert got == {1: [{"path": "a.py"}], 2: [{"path": "a.py"}]}
+        # unknown query → an error reply, not a hang
+        replies = await server.gather("nope", timeout=2)
+        assert all(r.error for r in replies) and len(replies) == 2
+        # a worker that goes away no longer counts, and gather does not wait for it
+        await clients[0].close()
+        while 1 in server.links:
+            await asyncio.sleep(0.01)
+        replies = await server.gather("status", timeout=5)
+        assert [r.pid for r in replies] == [2]
+        await clients[1].close()
+        await server.close()
+
+    run(main())
+
+
+def test_link_client_reconnects_after_control_restart(sock_path):
+    async def main():
+        server = link.ControlServer(sock_path)
+        await server.start()
+        client = link.LinkClient(sock_path, 9, on_query={"status": lambda d: {"ok": True}})
+        client.start()
+        await asyncio.wait_for(client.connected.wait(), 2)
+        await server.close()
+        server2 = link.ControlServer(sock_path)
+        await server2.start()
+        for _ in range(200):
+            if 9 in server2.links:
+                break
+            await asyncio.sleep(0.01)
+        assert [r.pid for r in await server2.gather("status", timeout=2)] == [9]
+        await client.close()
+        await server2.close()
+
+    run(main())
+
+
+async def streaming_app(scope, receive, send):
+    msg = await receive()
+    assert msg["type"] == "http.request"
+    if scope["path"] == "/boom":
+        raise RuntimeError("boom")
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain"), (b"x-path", scope["path"].encode())],
+        }
+    )
+    if scope["path"] == "/stream":
+        for i in range(3):
+            await send({"type": "http.response.body", "body": b"part%d;" % i, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    else:
+        await send({"type": "http.response.body", "body": msg["body"] + scope["query_string"]})
+
+
+def test_forward_runs_the_app_and_streams_back(sock_path):
+    async def main():
+        server = link.ControlServer(sock_path, streaming_app)
+        await server.start()
+        req = HttpRequest(method="POST", path="/echo", query_string=b"?q", body=b"hello")
+        answer = await link.forward(sock_path, req)
+        assert answer.start.status == 200 and (b"x-path", b"/echo") in answer.start.headers
+        assert answer.first == b"hello?q" and answer.rest is None
+
+        answer = await link.forward(sock_path, HttpRequest(method="GET", path="/stream"))
+        chunks = [answer.first] + [c async for c in answer.rest]
+        assert b"".join(chunks) == b"part0;part1;part2;"
+
+        answer = await link.forward(sock_path, HttpRequest(method="GET", path="/boom"))
+        assert answer.start.status == 500 and b"error" in answer.first
+        await server.close()
+
+    run(main())
+
+
+def test_forward_gives_up_when_no_control_worker(sock_path):
+    async def main():
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(ControlUnavailable) as err:
+            await link.forward(sock_path, HttpRequest(method="GET", path="/x"), connect_timeout=0.3)
+        assert err.value.status == 503
+        assert 0.2 < loop.time() - t0 < 2
+
+    run(main())
+
+
+def test_forward_waits_for_a_restarting_control_worker(sock_path):
+    async def main():
+        async def late_start():
+            await asyncio.sleep(0.3)
+            server = link.ControlServer(sock_path, streaming_app)
+            await server.start()
+            return server
+
+        starter = asyncio.create_task(late_start())
+        answer = await link.forward(
+            sock_path, HttpRequest(method="GET", path="/late"), connect_timeout=3
+        )
+        assert answer.start.status == 200
+        await (await starter).close()
+
+    run(main())
+
+
+def test_close_leaves_a_successors_socket_alone(sock_path):
+    async def main():
+        old = link.ControlServer(sock_path)
+        await old.start()
+        new = link.ControlServer(sock_path)
+        await new.start()  # replaces the path, as a new control worker does
+        await old.close()
+        assert Path(sock_path).exists()
+        answer_server = new
+        await answer_server.close()
+        assert not Path(sock_path).exists()
+
+    run(main())
