@@ -66,3 +66,11 @@ def test_systemd_unit_verifies(tmp_path):
         if "hoodyexec.service" in line or "Unknown" in line or "Failed" in line
     ]
     assert r.returncode == 0 and not problems, r.stdout + r.stderr
+
+
+def test_readme_documents_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    assert readme.lstrip().startswith("# hoodyexec")
+    assert "make run" in readme.split("##")[0] and "make test" in readme.split("##")[0]
+    for f in config.fields():
+        assert f"`{f.key}`" in readme and f"`{f.env}`" in readme and f"`{f.flag}`" in readme, f.key

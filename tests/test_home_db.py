@@ -1,0 +1,72 @@
+"""Home layout and the state database, in-process."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+
+import pytest
+
+from hoodyexec import db
+from hoodyexec.home import Home
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_prepare_creates_private_layout_and_seeds_once(tmp_path):
+    home = Home(str(tmp_path / "h"))
+    assert home.prepare() is True
+    for d in (home.root, home.scripts, home.logs, home.run, home.metrics):
+        assert mode(d) == 0o700
+    seeded = sorted(os.listdir(home.instance_dir()))
+    assert {"hello.py", "echo.py"} <= set(seeded)
+    for name in seeded:
+        assert mode(os.path.join(home.instance_dir(), name)) == 0o600
+    assert not any(n.endswith(".tmp") for n in seeded)
+    # second start: nothing re-seeded, user edits kept
+    os.unlink(os.path.join(home.instance_dir(), "hello.py"))
+    assert home.prepare() is False
+    assert "hello.py" not in os.listdir(home.instance_dir())
+
+
+def test_prepare_tightens_loose_permissions(tmp_path):
+    home = Home(str(tmp_path / "h"))
+    home.prepare()
+    os.chmod(home.logs, 0o777)
+    home.prepare()
+    assert mode(home.logs) == 0o700
+
+
+def test_migrate_is_idempotent_and_concurrent_safe(tmp_path):
+    path = str(tmp_path / "s.db")
+    errors = []
+
+    def worker():
+        try:
+            conn = db.connect(path)
+            assert db.migrate(conn) == db.SCHEMA_VERSION
+            conn.close()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    conn = db.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"meta", "shared_state"} <= tables
+    assert mode(path) == 0o600
+
+
+def test_corrupt_database_is_a_clear_error(tmp_path):
+    path = tmp_path / "s.db"
+    path.write_bytes(b"garbage" * 200)
+    with pytest.raises(db.StateDBError, match="file is not a database"):
+        db.connect(str(path))
