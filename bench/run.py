@@ -47,10 +47,14 @@ def ensure_wrk() -> str:
         return path
     if os.geteuid() == 0 and shutil.which("apt-get"):
         print("installing wrk from Debian packages ...", flush=True)
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "wrk"], check=False, stdout=subprocess.DEVNULL
+        )
         if not shutil.which("wrk"):
             subprocess.run(["apt-get", "update", "-q"], check=False, stdout=subprocess.DEVNULL)
-            subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                ["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL
+            )
         path = shutil.which("wrk")
     if not path:
         sys.exit("wrk is needed: apt-get install wrk")
@@ -75,8 +79,13 @@ def wait_http(url: str, timeout: float = 15.0, ok=(200, 404)) -> None:
 
 class Server:
     def __init__(self, cmd: list[str]) -> None:
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=ROOT,
+        )
 
     def stop(self) -> None:
         try:
@@ -87,19 +96,47 @@ class Server:
 
 
 def kit_cmd(home: str, port: int, workers: int) -> list[str]:
-    return [str(BIN / "hoodyexec"), "serve", "--home", home, "--bind", f"127.0.0.1:{port}",
-            "--workers", str(workers), "--log-level", "warning", "--gunicorn-config", str(GUNICORN_CONF)]
+    return [
+        str(BIN / "hoodyexec"),
+        "serve",
+        "--home",
+        home,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--gunicorn-config",
+        str(GUNICORN_CONF),
+    ]
 
 
 def baseline_cmd(port: int, workers: int) -> list[str]:
-    return [str(BIN / "gunicorn"), "-c", str(GUNICORN_CONF), "--bind", f"127.0.0.1:{port}",
-            "--workers", str(workers), "--log-level", "warning", "--no-control-socket",
-            "--chdir", str(ROOT / "bench"), "baseline_app:app"]
+    return [
+        str(BIN / "gunicorn"),
+        "-c",
+        str(GUNICORN_CONF),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-control-socket",
+        "--chdir",
+        str(ROOT / "bench"),
+        "baseline_app:app",
+    ]
 
 
 def wrk(wrk_bin: str, url: str, seconds: int, conns: int, threads: int) -> float:
-    out = subprocess.run([wrk_bin, f"-t{threads}", f"-c{conns}", f"-d{seconds}s", url],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [wrk_bin, f"-t{threads}", f"-c{conns}", f"-d{seconds}s", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not m or "Socket errors" in out and "timeout" in out:
         pass
@@ -144,7 +181,10 @@ def main() -> None:
         "settings": vars(args),
     }
     boots = boot_times(5, 2)
-    results["boot_to_healthy_s"] = {"median": round(statistics.median(boots), 3), "max": round(max(boots), 3)}
+    results["boot_to_healthy_s"] = {
+        "median": round(statistics.median(boots), 3),
+        "max": round(max(boots), 3),
+    }
 
     with tempfile.TemporaryDirectory(prefix="hxb") as home:
         kp, bp = free_port(), free_port()
@@ -162,16 +202,44 @@ def main() -> None:
             wrk(wrk_bin, f"http://127.0.0.1:{bp}/bench", 1, args.connections, args.threads)
             kit_rps, base_rps, mgmt_rps = [], [], []
             for _ in range(args.rounds):
-                base_rps.append(wrk(wrk_bin, f"http://127.0.0.1:{bp}/bench", args.seconds, args.connections, args.threads))
-                kit_rps.append(wrk(wrk_bin, f"http://127.0.0.1:{kp}/bench", args.seconds, args.connections, args.threads))
-                mgmt_rps.append(wrk(wrk_bin, f"http://127.0.0.1:{kp}/api/v1/exec/health", args.seconds,
-                                    args.connections, args.threads))
+                base_rps.append(
+                    wrk(
+                        wrk_bin,
+                        f"http://127.0.0.1:{bp}/bench",
+                        args.seconds,
+                        args.connections,
+                        args.threads,
+                    )
+                )
+                kit_rps.append(
+                    wrk(
+                        wrk_bin,
+                        f"http://127.0.0.1:{kp}/bench",
+                        args.seconds,
+                        args.connections,
+                        args.threads,
+                    )
+                )
+                mgmt_rps.append(
+                    wrk(
+                        wrk_bin,
+                        f"http://127.0.0.1:{kp}/api/v1/exec/health",
+                        args.seconds,
+                        args.connections,
+                        args.threads,
+                    )
+                )
         finally:
             kit.stop()
             base.stop()
     k, b, m = statistics.median(kit_rps), statistics.median(base_rps), statistics.median(mgmt_rps)
-    results["gateway_not_found"] = {"kit_rps": round(k), "falcon_rps": round(b), "ratio": round(k / b, 3),
-                                    "rounds_kit": kit_rps, "rounds_falcon": base_rps}
+    results["gateway_not_found"] = {
+        "kit_rps": round(k),
+        "falcon_rps": round(b),
+        "ratio": round(k / b, 3),
+        "rounds_kit": kit_rps,
+        "rounds_falcon": base_rps,
+    }
     results["management_health_forwarded_rps"] = round(m)
 
     print(json.dumps(results, indent=2))

@@ -41,7 +41,7 @@ class Kit:
         self,
         home: Path,
         *,
-        workers: int = 2,
+        workers: int | None = 2,
         args: list[str] | None = None,
         env: dict[str, str] | None = None,
         graceful_timeout: int = 5,
@@ -58,19 +58,11 @@ class Kit:
 
     @property
     def command(self) -> list[str]:
-        return [
-            HOODYEXEC,
-            "serve",
-            "--home",
-            str(self.home),
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            "--workers",
-            str(self.workers),
-            "--graceful-timeout",
-            str(self.graceful_timeout),
-            *self.args,
-        ]
+        cmd = [HOODYEXEC, "serve", "--home", str(self.home), "--bind", f"127.0.0.1:{self.port}"]
+        cmd += ["--graceful-timeout", str(self.graceful_timeout), *self.args]
+        if self.workers is not None:  # None: the settings file or env decides
+            cmd += ["--workers", str(self.workers)]
+        return cmd
 
     def start(self, wait: bool = True) -> Kit:
         log = open(self.logfile, "ab")
@@ -128,7 +120,7 @@ class Kit:
     def wait_healthy(
         self, timeout: float = 15.0, workers: int | None = None, predicate: Any = None
     ) -> dict[str, Any]:
-        want = self.workers if workers is None else workers
+        want = workers if workers is not None else self.workers
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:

@@ -195,3 +195,21 @@ def test_unknown_paths_answer_json(kit):
     assert r.status == 405 and "error" in r.json()
     r = kit.get("/whatever")
     assert r.status == 404 and r.json()["error"]
+
+
+def test_sighup_rereads_the_settings_file(make_kit, tmp_path):
+    cfg = tmp_path / "k.yaml"
+    cfg.write_text("workers: 1\n")
+    kit = make_kit(workers=None, args=["--config", str(cfg)])
+    kit.start(wait=False)
+    kit.wait_healthy(workers=1)
+    cfg.write_text("workers: 2\n")
+    kit.signal(signal.SIGHUP)
+    kit.wait_healthy(workers=2, timeout=10)
+    # a broken edit is logged and the running settings are kept
+    cfg.write_text("workers: lots\n")
+    kit.signal(signal.SIGHUP)
+    time.sleep(1.5)
+    assert kit.proc.poll() is None
+    kit.wait_healthy(workers=2, timeout=10)
+    assert "keeping the current settings" in kit.log()
