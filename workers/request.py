@@ -8,13 +8,57 @@ fork-looping.
 
 from __future__ import annotations
 
-from hoodyexec import db
+import asyncio
+import os
+from typing import Any
+
+from hoodyexec import db, logs
+from hoodyexec.catalog import Catalog
 from hoodyexec.config import Settings
+from hoodyexec.executor import Executor
 from hoodyexec.home import Home
 from hoodyexec.http.gateway import create_gateway
+from hoodyexec.http.scripts import HostMap, ScriptsSink
+from hoodyexec.shared import SharedStore
 
 
 def load_app(settings: Settings, home: Home, age: int = 0):  # noqa: ANN201 - an ASGI app
-    # Scripts will read shared state from here; an unusable file is a boot error.
+    # Shared state lives here; an unusable file is a boot error.
     db.connect(home.db).close()
-    return create_gateway(home.control_socket, age=age)
+    catalog = Catalog(home.scripts, default_timeout=settings.script_timeout)
+    shared = SharedStore(home.db)
+    executor = Executor(threads=settings.threads, threshold=settings.inline_threshold_ms / 1000.0)
+    sink = ScriptsSink(
+        catalog,
+        shared,
+        logs.LogBook(home.logs),
+        executor,
+        hosts=HostMap(settings.host_pattern),
+        max_body=settings.max_body_size,
+        max_concurrency=settings.max_concurrency,
+        default_timeout_ms=settings.script_timeout,
+    )
+
+    def invalidate(data: dict[str, Any]) -> None:
+        catalog.refresh()
+        catalog.invalidate(data.get("subdomain"), data.get("execId"), data.get("path"))
+
+    def clear_cache(data: dict[str, Any]) -> None:
+        catalog.invalidate(data.get("subdomain"), data.get("execId"))
+
+    def start() -> None:
+        logs.install_capture()
+        executor.start(asyncio.get_running_loop())
+
+    def status(_: dict[str, Any]) -> dict[str, Any]:
+        return {"inflight": sink.inflight, "instances": len(catalog.instances), "pid": os.getpid()}
+
+    return create_gateway(
+        home.control_socket,
+        scripts=sink,
+        age=age,
+        on_broadcast={"invalidate": invalidate, "cache.clear": clear_cache},
+        on_query={"scripts": status},
+        on_startup=[start],
+        on_shutdown=[shared.close],
+    )

@@ -84,20 +84,23 @@ async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[byte
 
 
 class Lifespan:
-    """Falcon middleware: starts and stops the worker's link to the control worker."""
+    """Falcon middleware: per-worker start/stop work that needs the running loop."""
 
-    def __init__(self, make_link: Callable[[], link.LinkClient] | None) -> None:
-        self.make_link = make_link
-        self.link: link.LinkClient | None = None
+    def __init__(self, on_startup: list[Callable[[], Any]], on_shutdown: list[Callable[[], Any]]) -> None:
+        self.on_startup = on_startup
+        self.on_shutdown = on_shutdown
 
     async def process_startup(self, scope: Any, event: Any) -> None:
-        if self.make_link is not None:
-            self.link = self.make_link()
-            self.link.start()
+        for fn in self.on_startup:
+            result = fn()
+            if asyncio.iscoroutine(result):
+                await result
 
     async def process_shutdown(self, scope: Any, event: Any) -> None:
-        if self.link is not None:
-            await self.link.close()
+        for fn in self.on_shutdown:
+            result = fn()
+            if asyncio.iscoroutine(result):
+                await result
 
 
 async def _no_script(req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: Any) -> None:
@@ -121,27 +124,37 @@ def worker_status(
 def create_gateway(
     socket_path: str,
     *,
+    scripts: Any = None,
     pid: int | None = None,
     age: int = 0,
     link_client: bool = True,
     connect_timeout: float = 5.0,
+    on_broadcast: Mapping[str, Callable[[dict[str, Any]], Any]] | None = None,
+    on_query: Mapping[str, Callable[[dict[str, Any]], Any]] | None = None,
+    on_startup: list[Callable[[], Any]] | None = None,
+    on_shutdown: list[Callable[[], Any]] | None = None,
 ) -> falcon.asgi.App:
-    """Build the request worker app; ``link_client=False`` for in-process tests."""
+    """Build the request worker app.
+
+    ``scripts`` is the sink that runs scripts (``ScriptsSink``); without it every
+    non-management path is a 404. ``link_client=False`` for in-process tests.
+    """
     pid = os.getpid() if pid is None else pid
     started = time.time()
+    startup = list(on_startup or [])
+    shutdown = list(on_shutdown or [])
+    if link_client:
+        queries = {"status": worker_status(pid, age, started), **dict(on_query or {})}
+        client = link.LinkClient(socket_path, pid, age=age, on_broadcast=on_broadcast, on_query=queries)
+        startup.append(client.start)
+        shutdown.insert(0, client.close)
 
-    def make_link() -> link.LinkClient:
-        return link.LinkClient(
-            socket_path,
-            pid,
-            age=age,
-            on_query={"status": worker_status(pid, age, started)},
-        )
-
-    app = falcon.asgi.App(middleware=[Lifespan(make_link if link_client else None)])
+    app = falcon.asgi.App(middleware=[Lifespan(startup, shutdown)], request_type=falcon.asgi.Request)
+    app.req_options.strip_url_path_trailing_slash = False
+    app.req_options.auto_parse_qs_csv = False
     errors.install(app)
     forward = Forwarder(socket_path, pid, connect_timeout)
     app.add_sink(forward, prefix=r"/api/v1/exec(/|$)")
     app.add_sink(forward, prefix=r"/openapi\.(json|yaml)$")
-    app.add_sink(_no_script, prefix=r"/(?!api/v1/exec(/|$)|openapi\.(json|yaml)$)")
+    app.add_sink(scripts or _no_script, prefix=r"/(?!api/v1/exec(/|$)|openapi\.(json|yaml)$)")
     return app

@@ -1,0 +1,294 @@
+"""A worker's view of the scripts tree: routers, compiled scripts, freshness.
+
+Freshness without a stale window: an inotify watch on the whole scripts tree is
+drained (one non-blocking ``read``) before every request, and the chosen file's
+identity (inode, mtime, size) is checked with one ``stat``. A change made by any
+means (the API, an editor, ``cp``) has queued its inotify event before the write
+returned, so the next request from anyone sees it. Structural changes (files or
+folders added, removed, renamed) rebuild that instance's router; content changes
+recompile that script; a change to a private module (``_lib.py``) drops the
+instance's compiled scripts so importers reload it. Broadcasts from the control
+worker (``invalidate``) do the same for whatever they name.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib.util
+import logging
+import os
+import sys
+from typing import Any
+
+from inotify_simple import INotify, flags, parse_events
+
+from . import compiler
+from .compiler import Script, ScriptLoadError
+from .routes import SKIP_DIRS, Route
+
+log = logging.getLogger("hoodyexec.catalog")
+
+_WATCH = (
+    flags.CREATE | flags.DELETE | flags.MOVED_FROM | flags.MOVED_TO | flags.CLOSE_WRITE
+    | flags.MODIFY | flags.ATTRIB | flags.DELETE_SELF | flags.MOVE_SELF
+)
+_STRUCTURAL = flags.CREATE | flags.DELETE | flags.MOVED_FROM | flags.MOVED_TO | flags.DELETE_SELF | flags.MOVE_SELF
+
+
+class Instance:
+    """One ``<subdomain>/<execId>`` folder: its router and compiled scripts."""
+
+    __slots__ = ("subdomain", "exec_id", "root", "_router", "scripts", "privates", "generation")
+
+    def __init__(self, subdomain: str, exec_id: str, root: str) -> None:
+        self.subdomain = subdomain
+        self.exec_id = exec_id
+        self.root = root
+        self._router: Any = None
+        self.scripts: dict[str, Script | ScriptLoadError] = {}
+        self.privates: dict[str, Any] = {}
+        self.generation = 0
+
+    @property
+    def router(self) -> Any:
+        if self._router is None:
+            from .http.router import InstanceRouter, scan  # the one falcon-backed piece
+
+            routes, skipped = scan(self.root)
+            self._router = InstanceRouter(routes)
+            self._router.skipped.extend(skipped)
+        return self._router
+
+    def structure_changed(self) -> None:
+        self._router = None
+
+    def drop(self, rel: str | None = None) -> None:
+        if rel is None:
+            self.scripts.clear()
+            self.privates.clear()
+            self.generation += 1
+        else:
+            self.scripts.pop(rel, None)
+
+
+class Watcher:
+    """Recursive inotify watch on the scripts root; ``changes()`` never blocks."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.inotify = INotify(nonblocking=True)
+        self.fd = self.inotify.fileno()
+        self.dirs: dict[int, str] = {}
+        self._add_tree(root)
+
+    def _add_tree(self, top: str) -> None:
+        for dirpath, dirnames, _ in os.walk(top):
+            dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".")]
+            try:
+                wd = self.inotify.add_watch(dirpath, _WATCH)
+            except OSError as exc:  # vanished, or out of watches
+                log.warning("cannot watch %s: %s", dirpath, exc)
+                continue
+            self.dirs[wd] = dirpath
+
+    def changes(self) -> list[tuple[str, int]] | None:
+        """(path, mask) of what changed since last call; None means "assume everything"."""
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return []
+        out: list[tuple[str, int]] = []
+        while True:
+            for event in parse_events(data):
+                if event.mask & flags.Q_OVERFLOW:
+                    return None
+                base = self.dirs.get(event.wd)
+                if base is None:
+                    continue
+                if event.mask & flags.IGNORED:
+                    self.dirs.pop(event.wd, None)
+                    continue
+                path = os.path.join(base, event.name) if event.name else base
+                if event.mask & flags.ISDIR and event.mask & (flags.CREATE | flags.MOVED_TO):
+                    self._add_tree(path)
+                out.append((path, event.mask))
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return out
+
+    def close(self) -> None:
+        self.inotify.close()
+
+
+class Catalog:
+    """Every instance this worker has served, kept fresh."""
+
+    def __init__(self, scripts_root: str, *, watch: bool = True, default_timeout: int = 30000) -> None:
+        self.root = os.path.abspath(scripts_root)
+        self.instances: dict[tuple[str, str], Instance] = {}
+        self.default_timeout = default_timeout
+        self.watcher: Watcher | None = None
+        if watch:
+            os.makedirs(self.root, exist_ok=True)
+            self.watcher = Watcher(self.root)
+
+    def instance(self, subdomain: str, exec_id: str) -> Instance:
+        key = (subdomain, exec_id)
+        inst = self.instances.get(key)
+        if inst is None:
+            inst = self.instances[key] = Instance(subdomain, exec_id, os.path.join(self.root, subdomain, exec_id))
+        return inst
+
+    # -- freshness ------------------------------------------------------------
+    def refresh(self) -> None:
+        watcher = self.watcher
+        if watcher is None:
+            return
+        changes = watcher.changes()
+        if changes is None:
+            self.invalidate_all()
+            return
+        for path, mask in changes:
+            self._apply(path, mask)
+
+    def _apply(self, path: str, mask: int) -> None:
+        rel = os.path.relpath(path, self.root)
+        if rel.startswith(".."):
+            return
+        parts = rel.split(os.sep)
+        structural = bool(mask & _STRUCTURAL)
+        is_dir = bool(mask & flags.ISDIR) or bool(mask & (flags.DELETE_SELF | flags.MOVE_SELF))
+        if len(parts) < 2 or rel == ".":  # the root or a subdomain folder
+            if structural:
+                self.invalidate()
+            return
+        inst = self.instances.get((parts[0], parts[1]))
+        if inst is None:  # not served yet: it will be scanned fresh
+            return
+        inner = parts[2:]
+        if not inner or is_dir:
+            if structural:  # a folder appeared, vanished or moved: anything under it may differ
+                inst.structure_changed()
+                inst.drop()
+            return
+        name = inner[-1]
+        if not name.endswith(".py"):
+            return  # data files and temp files of atomic writes are not routes
+        if structural:
+            inst.structure_changed()
+        if any(p.startswith("_") for p in inner):
+            inst.drop()  # a private module: importers must reload it
+        else:
+            inst.drop("/".join(inner))
+
+    def invalidate(self, subdomain: str | None = None, exec_id: str | None = None, rel: str | None = None) -> None:
+        for (sub, eid), inst in self.instances.items():
+            if (subdomain is None or sub == subdomain) and (exec_id is None or eid == exec_id):
+                inst.structure_changed()
+                inst.drop(rel)
+
+    def invalidate_all(self) -> None:
+        self.invalidate()
+
+    # -- loading --------------------------------------------------------------
+    def load(self, inst: Instance, route: Route) -> Script:
+        """The compiled script for a route, fresh; raises ``ScriptLoadError``."""
+        rel = route.file
+        path = os.path.join(inst.root, rel)
+        cached = inst.scripts.get(rel)
+        try:
+            identity = compiler.read_identity(path)
+        except FileNotFoundError:
+            inst.structure_changed()
+            inst.drop(rel)
+            raise
+        if cached is not None:
+            if isinstance(cached, Script):
+                if cached.identity == identity:
+                    return cached
+            elif cached.extra.get("_identity") == identity:
+                raise cached
+        try:
+            with open(path, encoding="utf-8") as fh:
+                source = fh.read()
+            script = compiler.load(
+                path, rel, identity, source,
+                route_params=route.params,
+                module_name=f"hoodyexec.scripts.{inst.subdomain}.{inst.exec_id}.{rel[:-3].replace('/', '.')}",
+                importer=_PrivateImporter(self, inst, os.path.dirname(path)),
+                default_timeout=self.default_timeout,
+            )
+        except ScriptLoadError as exc:
+            exc.extra["_identity"] = identity
+            inst.scripts[rel] = exc
+            raise
+        except UnicodeDecodeError as exc:
+            err = ScriptLoadError(f"script is not UTF-8 text: {exc}", type="UnicodeDecodeError")
+            err.extra["_identity"] = identity
+            inst.scripts[rel] = err
+            raise err from None
+        script.route = route
+        inst.scripts[rel] = script
+        return script
+
+
+class _PrivateImporter:
+    """``__import__`` for scripts: ``_name`` resolves to a sibling private module.
+
+    Private modules load per instance (never into the kit's own namespace), from
+    the script's folder or a parent folder up to the instance root; anything
+    else is the normal import system (installed packages, stdlib).
+    """
+
+    __slots__ = ("catalog", "inst", "folder")
+
+    def __init__(self, catalog: Catalog, inst: Instance, folder: str) -> None:
+        self.catalog = catalog
+        self.inst = inst
+        self.folder = folder
+
+    def __call__(self, name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        if level == 0 and name[:1] == "_" and name[:2] != "__":
+            top = name.split(".", 1)[0]
+            module = self._private(top)
+            if module is not None:
+                if "." in name:
+                    return builtins.__import__(name, globals, locals, fromlist, level)
+                return module
+        return builtins.__import__(name, globals, locals, fromlist, level)
+
+    def _private(self, top: str) -> Any:
+        key = f"{self.folder}:{top}"
+        privates = self.inst.privates
+        if key in privates:
+            return privates[key]
+        folder = self.folder
+        found = None
+        while True:
+            for candidate in (os.path.join(folder, top + ".py"), os.path.join(folder, top, "__init__.py")):
+                if os.path.isfile(candidate):
+                    found = candidate
+                    break
+            if found or os.path.normpath(folder) == os.path.normpath(self.inst.root) or folder == "/":
+                break
+            folder = os.path.dirname(folder)
+        if found is None:
+            privates[key] = None
+            return None
+        modname = f"hoodyexec.private.{self.inst.subdomain}.{self.inst.exec_id}.{abs(hash(found)):x}.{top}"
+        spec = importlib.util.spec_from_file_location(
+            modname, found, submodule_search_locations=[os.path.dirname(found)] if found.endswith("__init__.py") else None
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        module.__dict__["__builtins__"] = dict(builtins.__dict__, __import__=_PrivateImporter(
+            self.catalog, self.inst, os.path.dirname(found)))
+        sys.modules[modname] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(modname, None)
+            raise
+        privates[key] = module
+        return module

@@ -1,0 +1,338 @@
+"""Script source → a loaded, callable ``Script`` (once per file version).
+
+The shape is read from the syntax tree:
+
+* **body mode**: top-level ``return``/``await``/``yield``, or no entry function
+  at all. The module body is wrapped into a function
+  ``__hoody_body__(req, res, metadata, shared, console, ai)`` (async when it
+  awaits) that runs on every request; names declared ``global`` persist in the
+  module namespace within the worker. Line numbers are the file's own.
+* **handler mode**: a top-level ``handler`` (or ``main``) function; the module
+  runs once per worker and version, the function per request.
+* **method functions**: top-level ``GET``/``POST``/``PUT``/``PATCH``/``DELETE``.
+
+Parameters of entry functions are resolved once into an injection plan (see
+``Param``), so a request only looks values up and calls.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import dataclasses
+import inspect
+import os
+import sys
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from . import magic as magic_mod
+from .errors import HoodyError
+
+BODY_ARGS = ("req", "res", "metadata", "shared", "console", "ai")
+CONTEXT_NAMES = frozenset({*BODY_ARGS, "body", "query", "params"})
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+BODY_FN = "__hoody_body__"
+
+
+class ScriptLoadError(HoodyError):
+    """The script cannot run: syntax error, bad magic comment, failing module code."""
+
+    status = 500
+
+
+class Param(msgspec.Struct, frozen=True):
+    """How one parameter is filled per request.
+
+    ``source``: a context name (``req``, ``body``...), ``route`` (a route param),
+    ``typed`` (decoded from the body or query into ``type``) or ``default``.
+    """
+
+    name: str
+    source: str
+    type: Any = None
+    has_default: bool = False
+
+
+class Entry:
+    """One callable of a script with its injection plan."""
+
+    __slots__ = ("fn", "name", "params", "is_async", "is_gen", "is_async_gen", "positional")
+
+    def __init__(self, fn: Callable[..., Any], name: str, params: list[Param], positional: bool = False) -> None:
+        self.fn = fn
+        self.name = name
+        self.params = params
+        self.positional = positional  # body mode: called with BODY_ARGS in order
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.is_async_gen = inspect.isasyncgenfunction(fn)
+        self.is_gen = inspect.isgeneratorfunction(fn)
+
+
+class Script:
+    """A compiled script version; kept by each worker until the file changes."""
+
+    __slots__ = (
+        "path", "rel", "identity", "magic", "shape", "entries", "namespace",
+        "allow", "offloaded", "source", "route",
+    )
+
+    def __init__(self, path: str, rel: str, identity: tuple[int, int, int], source: str) -> None:
+        self.path = path
+        self.rel = rel
+        self.identity = identity
+        self.source = source
+        self.magic = magic_mod.Magic()
+        self.shape = "body"
+        self.entries: dict[str, Entry] = {}
+        self.namespace: dict[str, Any] = {}
+        self.allow = ""
+        self.offloaded = False  # auto mode: moved to the thread pool after holding the loop
+        self.route: Any = None
+
+    def entry_for(self, method: str) -> Entry | None:
+        if self.shape != "methods":
+            return self.entries["*"]
+        entry = self.entries.get(method)
+        if entry is None and method == "HEAD":
+            entry = self.entries.get("GET")
+        return entry
+
+
+# -- syntax-tree analysis -----------------------------------------------------
+class _TopLevel(ast.NodeVisitor):
+    """Finds return/await/yield outside any function or class."""
+
+    def __init__(self) -> None:
+        self.has_return = self.has_await = self.has_yield = False
+
+    def visit_FunctionDef(self, node: ast.AST) -> None:  # noqa: N802 - ast API
+        return
+
+    visit_AsyncFunctionDef = visit_Lambda = visit_ClassDef = visit_FunctionDef  # noqa: N815
+
+    def visit_Return(self, node: ast.Return) -> None:  # noqa: N802
+        self.has_return = True
+        self.generic_visit(node)
+
+    def visit_Await(self, node: ast.Await) -> None:  # noqa: N802
+        self.has_await = True
+        self.generic_visit(node)
+
+    def visit_AsyncFor(self, node: ast.AST) -> None:  # noqa: N802
+        self.has_await = True
+        self.generic_visit(node)
+
+    visit_AsyncWith = visit_AsyncFor  # noqa: N815
+
+    def visit_Yield(self, node: ast.AST) -> None:  # noqa: N802
+        self.has_yield = True
+        self.generic_visit(node)
+
+    visit_YieldFrom = visit_Yield  # noqa: N815
+
+    def visit_comprehension(self, node: ast.comprehension) -> None:
+        if node.is_async:
+            self.has_await = True
+        self.generic_visit(node)
+
+
+def analyse(tree: ast.Module) -> dict[str, Any]:
+    """Shape facts from a parsed module (no execution)."""
+    top = _TopLevel()
+    for stmt in tree.body:
+        top.visit(stmt)
+    functions = {
+        stmt.name: isinstance(stmt, ast.AsyncFunctionDef)
+        for stmt in tree.body
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
+    methods = [m for m in METHODS if m in functions]
+    if top.has_return or top.has_await or top.has_yield:
+        shape = "body"
+    elif methods:
+        shape = "methods"
+    elif "handler" in functions or "main" in functions:
+        shape = "handler"
+    else:
+        shape = "body"
+    return {
+        "shape": shape,
+        "async": top.has_await if shape == "body" else None,
+        "generator": top.has_yield if shape == "body" else None,
+        "methods": methods if shape == "methods" else [],
+        "handler": ("handler" if "handler" in functions else "main") if shape == "handler" else None,
+    }
+
+
+def parse(source: str, filename: str) -> ast.Module:
+    try:
+        return ast.parse(source, filename=filename)
+    except SyntaxError as exc:
+        raise _syntax_error(exc) from None
+
+
+def _syntax_error(exc: SyntaxError) -> ScriptLoadError:
+    line = exc.lineno or 0
+    return ScriptLoadError(
+        f"SyntaxError: {exc.msg} (line {line})", type="SyntaxError", line=line, column=exc.offset or 0
+    )
+
+
+def _body_module(tree: ast.Module, is_async: bool) -> ast.Module:
+    """Wrap a body-mode module into one function, keeping line numbers."""
+    future = [s for s in tree.body if isinstance(s, ast.ImportFrom) and s.module == "__future__"]
+    body = [s for s in tree.body if s not in future] or [ast.Pass()]
+    args = ast.arguments(
+        posonlyargs=[], args=[ast.arg(arg=n) for n in BODY_ARGS], vararg=None,
+        kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[],
+    )
+    cls = ast.AsyncFunctionDef if is_async else ast.FunctionDef
+    first = body[0]
+    fn = cls(name=BODY_FN, args=args, body=body, decorator_list=[], returns=None, type_comment=None)
+    if sys.version_info >= (3, 12):
+        fn.type_params = []
+    fn.lineno, fn.col_offset = getattr(first, "lineno", 1), 0
+    fn.end_lineno = max(getattr(n, "end_lineno", None) or fn.lineno for n in body)
+    fn.end_col_offset = 0
+    module = ast.Module(body=[*future, fn], type_ignores=[])
+    return ast.fix_missing_locations(module)
+
+
+# -- injection plans ----------------------------------------------------------
+def _is_typed(tp: Any) -> bool:
+    return tp is not inspect.Parameter.empty and tp is not Any and tp is not typing.Any
+
+
+def _structured(tp: Any) -> bool:
+    return (
+        (isinstance(tp, type) and issubclass(tp, msgspec.Struct))
+        or dataclasses.is_dataclass(tp)
+        or typing.is_typeddict(tp)
+    )
+
+
+def plan(fn: Callable[..., Any], route_params: tuple[str, ...], namespace: dict[str, Any]) -> list[Param]:
+    sig = inspect.signature(fn)
+    try:
+        hints = typing.get_type_hints(fn, globalns=namespace)
+    except Exception as exc:  # noqa: BLE001 - any failure is the script's
+        raise ScriptLoadError(f"cannot resolve annotations of {fn.__name__}(): {exc}", type="AnnotationError") from None
+    params = []
+    for p in sig.parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        tp = hints.get(p.name, inspect.Parameter.empty)
+        has_default = p.default is not inspect.Parameter.empty
+        if p.name in route_params:
+            params.append(Param(p.name, "route", tp if _is_typed(tp) and tp is not str else None, has_default))
+        elif p.name in ("body", "query") and _is_typed(tp) and tp not in (dict, bytes, str, object):
+            params.append(Param(p.name, "typed-" + p.name, tp, has_default))
+        elif p.name in CONTEXT_NAMES:
+            params.append(Param(p.name, p.name))
+        elif _is_typed(tp) and _structured(tp):
+            params.append(Param(p.name, "typed", tp, has_default))
+        elif has_default:
+            params.append(Param(p.name, "default", None, True))
+        else:
+            known = ", ".join(sorted(CONTEXT_NAMES | set(route_params)))
+            raise ScriptLoadError(
+                f"{fn.__name__}(): cannot inject parameter {p.name!r} (known: {known}; "
+                "or annotate it with a msgspec Struct, dataclass or TypedDict)",
+                type="InjectionError",
+            )
+    return params
+
+
+# -- loading ------------------------------------------------------------------
+def load(
+    path: str,
+    rel: str,
+    identity: tuple[int, int, int],
+    source: str,
+    *,
+    route_params: tuple[str, ...] = (),
+    module_name: str = "hoodyexec.script",
+    importer: Callable[..., Any] | None = None,
+    default_timeout: int = 30000,
+) -> Script:
+    """Compile and load one script version; raises ``ScriptLoadError``."""
+    script = Script(path, rel, identity, source)
+    magic, problems = magic_mod.parse(source, default_timeout=default_timeout)
+    if problems:
+        first = problems[0]
+        raise ScriptLoadError(
+            f"Invalid magic comment: {first}", type="MagicCommentError", line=first.line,
+            problems=[str(p) for p in problems],
+        )
+    script.magic = magic
+    tree = parse(source, path)
+    facts = analyse(tree)
+    script.shape = facts["shape"]
+    namespace: dict[str, Any] = {
+        "__name__": module_name,
+        "__file__": path,
+        "__builtins__": _builtins_with(importer) if importer else builtins,
+    }
+    script.namespace = namespace
+    module = types.ModuleType(module_name)
+    module.__dict__.update(namespace)
+    namespace = script.namespace = module.__dict__
+    if script.shape == "body":
+        code_tree = _body_module(tree, bool(facts["async"]))
+    else:
+        code_tree = tree
+    try:
+        code = compile(code_tree, path, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        raise _syntax_error(exc) from None
+    try:
+        exec(code, namespace)  # noqa: S102 - running the user's script is the product
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        raise ScriptLoadError(
+            f"{type(exc).__name__} while loading the script: {exc}", type=type(exc).__name__,
+            line=_error_line(exc, path),
+        ) from exc
+    if script.shape == "body":
+        fn = namespace.pop(BODY_FN)
+        script.entries["*"] = Entry(fn, "body", [Param(n, n) for n in BODY_ARGS], positional=True)
+    elif script.shape == "handler":
+        fn = namespace[facts["handler"]]
+        script.entries["*"] = Entry(fn, facts["handler"], plan(fn, route_params, namespace))
+    else:
+        for method in facts["methods"]:
+            fn = namespace[method]
+            script.entries[method] = Entry(fn, method, plan(fn, route_params, namespace))
+        allowed = set(facts["methods"])
+        if "GET" in allowed:
+            allowed.add("HEAD")
+        allowed.add("OPTIONS")
+        script.allow = ", ".join(sorted(allowed))
+    return script
+
+
+def _error_line(exc: BaseException, path: str) -> int | None:
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _builtins_with(importer: Callable[..., Any]) -> dict[str, Any]:
+    table = dict(builtins.__dict__)
+    table["__import__"] = importer
+    return table
+
+
+def read_identity(path: str) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return (st.st_ino, st.st_mtime_ns, st.st_size)

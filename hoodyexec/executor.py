@@ -1,0 +1,242 @@
+"""Where and how long script code runs: modes, timeouts, the thread pool.
+
+* **async** code runs on the worker's event loop under ``asyncio.timeout``.
+* **sync** code in ``auto`` mode runs inline on the loop until one call holds it
+  past ``threshold`` (20 ms); that script version then runs in the thread pool
+  (logged once). ``@mode inline`` / ``@mode thread`` force either.
+
+Timeouts hold in every mode:
+
+* code holding the loop (inline sync, or async code that never awaits) is
+  interrupted by a watchdog thread: it sees the loop's current task is past its
+  deadline and sends SIGALRM to the loop thread, whose handler raises
+  ``ScriptTimeout`` inside the running code;
+* awaiting code is cancelled by ``asyncio.timeout``;
+* pool threads get ``ScriptTimeout`` raised in them asynchronously; a thread that
+  still does not return (stuck in a C call) is replaced so capacity stays, and
+  after ``stuck_limit`` such threads the worker asks to be recycled gracefully.
+
+``ScriptTimeout`` derives from ``BaseException`` so a script's
+``except Exception`` cannot swallow it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import ctypes
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("hoodyexec.executor")
+
+
+class ScriptTimeout(BaseException):
+    """The script ran past its ``@timeout``."""
+
+
+def _current_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
+    # Read from another thread: a dict lookup is atomic under the GIL.
+    return asyncio.tasks._current_tasks.get(loop)  # type: ignore[attr-defined]
+
+
+class Watchdog:
+    """Interrupts code that holds the event loop past its execution's deadline."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, period: float = 0.01) -> None:
+        self.loop = loop
+        self.period = period
+        self.deadlines: dict[asyncio.Task[Any], float] = {}
+        self._wake = threading.Event()
+        self._main = threading.main_thread().ident
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        signal.signal(signal.SIGALRM, self._on_alarm)
+        self._thread = threading.Thread(target=self._run, name="hoodyexec-watchdog", daemon=True)
+        self._thread.start()
+
+    def arm(self, task: asyncio.Task[Any], deadline: float) -> None:
+        self.deadlines[task] = deadline
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def disarm(self, task: asyncio.Task[Any]) -> None:
+        self.deadlines.pop(task, None)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(self.period)
+            if not self.deadlines:
+                self._wake.clear()
+                if self.deadlines:  # armed between the check and the clear
+                    self._wake.set()
+                continue
+            task = _current_task(self.loop)
+            deadline = self.deadlines.get(task) if task is not None else None
+            if deadline is not None and time.monotonic() >= deadline and self._main is not None:
+                signal.pthread_kill(self._main, signal.SIGALRM)
+
+    def _on_alarm(self, signum: int, frame: Any) -> None:
+        task = _current_task(self.loop)
+        deadline = self.deadlines.get(task) if task is not None else None
+        if deadline is not None and time.monotonic() >= deadline:
+            raise ScriptTimeout()
+
+
+class _Job:
+    __slots__ = ("future", "fn", "args", "thread", "done", "started")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.fn = fn
+        self.args = args
+        self.thread: int | None = None
+        self.done = False
+        self.started = 0.0
+
+
+class ThreadPool:
+    """Daemon threads (a stuck one never blocks process exit), each job interruptible."""
+
+    def __init__(self, size: int, on_stuck_limit: Callable[[], None] | None = None, stuck_limit: int = 8) -> None:
+        self.size = size
+        self.stuck_limit = stuck_limit
+        self.on_stuck_limit = on_stuck_limit
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+        self._stuck = 0
+        self.busy = 0
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> _Job:
+        job = _Job(fn, args)
+        with self._lock:
+            if self._idle == 0 and self._threads < self.size + self._stuck:
+                self._threads += 1
+                threading.Thread(target=self._work, name="hoodyexec-pool", daemon=True).start()
+        self._queue.put(job)
+        return job
+
+    def _work(self) -> None:
+        while True:
+            try:
+                with self._lock:
+                    self._idle += 1
+                job = self._queue.get()
+                with self._lock:
+                    self._idle -= 1
+                    self.busy += 1
+                if job is None:
+                    return
+                try:
+                    if not job.future.set_running_or_notify_cancel():
+                        continue
+                    job.thread = threading.get_ident()
+                    job.started = time.monotonic()
+                    try:
+                        result = job.fn(*job.args)
+                    except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side
+                        with self._lock:
+                            job.done = True
+                        job.future.set_exception(exc)
+                    else:
+                        with self._lock:
+                            job.done = True
+                        job.future.set_result(result)
+                finally:
+                    with self._lock:
+                        self.busy -= 1
+                        job.thread = None
+            except ScriptTimeout:
+                continue  # a late interrupt that landed after the job ended
+
+    def interrupt(self, job: _Job) -> bool:
+        """Raise ScriptTimeout in the job's thread if it is still running it."""
+        with self._lock:
+            if job.done or job.thread is None:
+                return False
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(job.thread), ctypes.py_object(ScriptTimeout))
+            return True
+
+    def mark_stuck(self, job: _Job) -> None:
+        """A job that ignored its interrupt: add a thread so capacity is kept."""
+        with self._lock:
+            if job.done:
+                return
+            self._stuck += 1
+            stuck = self._stuck
+        log.error("a script thread is stuck past its timeout (%d stuck in this worker)", stuck)
+        if stuck >= self.stuck_limit and self.on_stuck_limit is not None:
+            self.on_stuck_limit()
+
+
+def recycle_self() -> None:
+    """Ask gunicorn to replace this worker gracefully (SIGTERM = drain and exit)."""
+    log.error("recycling worker %s: too many stuck script threads", os.getpid())
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+class Executor:
+    """Runs script callables in the right place with the right time limit."""
+
+    def __init__(self, threads: int = 32, threshold: float = 0.020, stuck_grace: float = 2.0) -> None:
+        self.threshold = threshold
+        self.stuck_grace = stuck_grace
+        self.pool = ThreadPool(threads, on_stuck_limit=recycle_self)
+        self.watchdog: Watchdog | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.watchdog = Watchdog(loop)
+        self.watchdog.start()
+
+    async def run_async(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any:
+        task = asyncio.current_task()
+        wd = self.watchdog
+        if wd is not None and task is not None:
+            wd.arm(task, time.monotonic() + timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                return await fn(*args, **kwargs)
+        except TimeoutError:
+            raise ScriptTimeout() from None
+        finally:
+            if wd is not None and task is not None:
+                wd.disarm(task)
+
+    def run_inline(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> tuple[Any, float]:
+        """Returns (result, seconds it held the loop)."""
+        task = asyncio.current_task()
+        wd = self.watchdog
+        t0 = time.perf_counter()
+        if wd is not None and task is not None:
+            wd.arm(task, time.monotonic() + timeout)
+        try:
+            return fn(*args, **kwargs), time.perf_counter() - t0
+        finally:
+            if wd is not None and task is not None:
+                wd.disarm(task)
+
+    async def run_thread(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any:
+        ctx = contextvars.copy_context()
+        job = self.pool.submit(ctx.run, _call, fn, args, kwargs)
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.wrap_future(job.future)
+        except TimeoutError:
+            if self.pool.interrupt(job):
+                asyncio.get_running_loop().call_later(self.stuck_grace, self.pool.mark_stuck, job)
+            raise ScriptTimeout() from None
+
+
+def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return fn(*args, **kwargs)

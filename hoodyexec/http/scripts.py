@@ -1,0 +1,553 @@
+"""Script invocation: the request worker's hot path.
+
+request → instance (by Host) → route → compiled script (fresh) → magic checks
+(enabled, CORS, token, method) → body → run (executor) → response.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import hmac
+import inspect
+import itertools
+import logging
+import os
+import re
+import traceback
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import parse_qs
+
+import falcon
+import falcon.asgi
+import msgspec
+
+from ..catalog import Catalog
+from ..compiler import Entry, Script, ScriptLoadError
+from ..errors import HoodyError
+from ..executor import Executor, ScriptTimeout
+from ..logs import LEVELS, Console, LogBook, current, finish
+from ..runtime import AttrDict, Req, Res, make_metadata
+from ..shared import Shared, SharedStore
+
+log = logging.getLogger("hoodyexec.scripts")
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+_FIELD_PATH = re.compile(r"at `(\$[^`]*)`")
+DEFAULT_HOST_PATTERN = r"^(?:(?P<subdomain>[A-Za-z0-9_-]+)\.)?exec-(?P<execId>[A-Za-z0-9_-]+)(?:[.:]|$)"
+
+
+class AIUnavailable:
+    """``ai`` until the AI helpers land: any use is a clear 501."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        raise HoodyError("the ai helper is not available in this version yet", status=501)
+
+    def __repr__(self) -> str:
+        return "<ai: not configured>"
+
+
+_AI = AIUnavailable()
+
+
+class HostMap:
+    """``Host`` header → (subdomain, execId, hostname); unknown hosts → default/1."""
+
+    __slots__ = ("pattern", "_cache")
+
+    def __init__(self, pattern: str = DEFAULT_HOST_PATTERN) -> None:
+        self.pattern = re.compile(pattern)
+        self._cache: dict[str, tuple[str, str, str]] = {}
+
+    def resolve(self, host: str) -> tuple[str, str, str]:
+        hit = self._cache.get(host)
+        if hit is not None:
+            return hit
+        hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host.strip("[]").split("]")[0]
+        hostname = hostname.lower()
+        m = self.pattern.search(host.lower())
+        sub, eid = "default", "1"
+        if m:
+            groups = m.groupdict()
+            sub = groups.get("subdomain") or "default"
+            eid = groups.get("execId") or "1"
+        out = (sub, eid, hostname)
+        if len(self._cache) < 4096:
+            self._cache[host] = out
+        return out
+
+
+def _field(exc: Exception) -> str | None:
+    m = _FIELD_PATH.search(str(exc))
+    return m.group(1) if m else None
+
+
+def parse_body(raw: bytes, content_type: str | None) -> Any:
+    """Request body by content type; malformed JSON is a 400 before the script runs."""
+    if not raw:
+        return None
+    ct = (content_type or "").split(";", 1)[0].strip().lower()
+    if ct == "application/json" or ct.endswith("+json"):
+        try:
+            return _json_decode(raw)
+        except msgspec.DecodeError as exc:
+            raise HoodyError("Invalid JSON", status=400, detail=str(exc)) from None
+    if ct == "application/x-www-form-urlencoded":
+        form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        return {k: v[0] if len(v) == 1 else v for k, v in form.items()}
+    if ct == "multipart/form-data":
+        return _multipart(raw, content_type or "")
+    if ct.startswith("text/"):
+        charset = "utf-8"
+        for piece in (content_type or "").split(";")[1:]:
+            key, _, value = piece.strip().partition("=")
+            if key.lower() == "charset" and value:
+                charset = value.strip('"')
+        try:
+            return raw.decode(charset, "replace")
+        except LookupError:
+            return raw.decode("utf-8", "replace")
+    return raw
+
+
+def _multipart(raw: bytes, content_type: str) -> dict[str, Any]:
+    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw
+    )
+    if not msg.is_multipart():
+        raise HoodyError("Invalid multipart body", status=400)
+    out: dict[str, Any] = {}
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            continue
+        data = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        value: Any
+        if filename is not None:
+            value = {"filename": filename, "content_type": part.get_content_type(), "data": data}
+        else:
+            value = data.decode(part.get_content_charset() or "utf-8", "replace")
+        if name in out:
+            prev = out[name]
+            out[name] = [*prev, value] if isinstance(prev, list) else [prev, value]
+        else:
+            out[name] = value
+    return out
+
+
+def _sse_event(item: Any) -> bytes:
+    if isinstance(item, bytes):
+        return item if item.endswith(b"\n\n") else b"data: " + item + b"\n\n"
+    if isinstance(item, dict) and "data" in item and set(item) <= {"data", "event", "id", "retry"}:
+        lines = []
+        if "event" in item:
+            lines.append(f"event: {item['event']}")
+        if "id" in item:
+            lines.append(f"id: {item['id']}")
+        if "retry" in item:
+            lines.append(f"retry: {int(item['retry'])}")
+        data = item["data"]
+        text = data if isinstance(data, str) else _json_encode(data).decode()
+        lines.extend(f"data: {line}" for line in text.split("\n"))
+        return ("\n".join(lines) + "\n\n").encode()
+    text = item if isinstance(item, str) else _json_encode(item).decode()
+    return ("\n".join(f"data: {line}" for line in text.split("\n")) + "\n\n").encode()
+
+
+def _chunk(item: Any) -> bytes:
+    if isinstance(item, bytes | bytearray | memoryview):
+        return bytes(item)
+    if isinstance(item, str):
+        return item.encode()
+    return _json_encode(item) + b"\n"
+
+
+_SENTINEL = object()
+
+
+def _next_or_sentinel(it: Iterator[Any]) -> Any:
+    return next(it, _SENTINEL)
+
+
+class ScriptsSink:
+    """Falcon sink for every path that is not the kit's own."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        shared: SharedStore,
+        logbook: LogBook,
+        executor: Executor,
+        *,
+        hosts: HostMap | None = None,
+        max_body: int = 10 * 1024 * 1024,
+        max_concurrency: int = 512,
+        default_timeout_ms: int = 30000,
+    ) -> None:
+        self.catalog = catalog
+        self.shared = shared
+        self.logbook = logbook
+        self.executor = executor
+        self.hosts = hosts or HostMap()
+        self.max_body = max_body
+        self.max_concurrency = max_concurrency
+        self.default_timeout_ms = default_timeout_ms
+        self.inflight = 0
+        self._prefix = os.urandom(3).hex()
+        self._ids = itertools.count(1)
+
+    # -- entry point --------------------------------------------------------------
+    async def __call__(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: Any) -> None:
+        execution_id = f"{self._prefix}{next(self._ids):07x}"
+        self.catalog.refresh()
+        subdomain, exec_id, hostname = self.hosts.resolve(req.get_header("Host") or "")
+        inst = self.catalog.instance(subdomain, exec_id)
+        path = req.path
+        found = inst.router.find(path)
+        if found is None:
+            return _json(resp, 404, {"error": f"No script at {path}", "path": path})
+        route, params = found
+        try:
+            script = self.catalog.load(inst, route)
+        except FileNotFoundError:  # removed between the event and now
+            return _json(resp, 404, {"error": f"No script at {path}", "path": path})
+        except ScriptLoadError as exc:
+            self.logbook.for_script(subdomain, exec_id, route.file).write(40, execution_id, exc.message)
+            body = {k: v for k, v in exc.to_dict().items() if not k.startswith("_")}
+            body["executionId"] = execution_id
+            body["script"] = route.file
+            return _json(resp, 500, body)
+        magic = script.magic
+        if not magic.enabled:
+            return _json(resp, 404, {"error": f"No script at {path}", "path": path})
+        method = req.method
+        if magic.cors is not None and self._cors(req, resp, magic.cors, method, script):
+            return None
+        if magic.token is not None and not _token_ok(req, magic.token):
+            resp.set_header("WWW-Authenticate", "Bearer")
+            return _json(resp, 401, {"error": "Unauthorized: missing or invalid token", "executionId": execution_id})
+        entry = script.entry_for(method)
+        if entry is None:
+            resp.set_header("Allow", script.allow)
+            if method == "OPTIONS":
+                resp.status = 204
+                return None
+            return _json(resp, 405, {"error": f"Method {method} not allowed", "allow": script.allow.split(", ")})
+        if self.inflight >= self.max_concurrency:
+            resp.set_header("Retry-After", "1")
+            return _json(resp, 503, {"error": "Worker overloaded, retry shortly", "executionId": execution_id})
+
+        raw = b""
+        if req.content_length or req.get_header("Transfer-Encoding"):
+            if req.content_length and req.content_length > self.max_body:
+                return _json(resp, 413, {"error": f"Request body over the {self.max_body} byte limit"})
+            raw = await req.stream.read(self.max_body + 1)
+            if len(raw) > self.max_body:
+                return _json(resp, 413, {"error": f"Request body over the {self.max_body} byte limit"})
+        try:
+            body = parse_body(raw, req.content_type)
+        except HoodyError as exc:
+            exc.extra["executionId"] = execution_id
+            return _json(resp, exc.status, exc.to_dict())
+
+        scriptlog = self.logbook.for_script(subdomain, exec_id, route.file)
+        console = Console(scriptlog, execution_id, LEVELS.get(magic.log_level, 10))
+        if magic.log_request_body and raw:
+            console.info(f"{method} {path} body: {raw[:4096].decode('utf-8', 'replace')}")
+        query = req.params
+        r = Req(method, path, req.url, req.headers, query, params, body, raw, req.remote_addr, execution_id)
+        res = Res()
+        metadata = make_metadata(
+            query=query, parameters=params, path=path, method=method, headers=r.headers,
+            execution_id=execution_id, script=route.file, hostname=hostname, subdomain=subdomain,
+            exec_id=exec_id, magic=magic.raw, trigger="http",
+        )
+        shared = Shared(self.shared, hostname)
+        timeout = magic.timeout / 1000.0
+
+        self.inflight += 1
+        token = current.set(console)
+        streaming = False
+        try:
+            try:
+                args = self._arguments(entry, r, res, metadata, shared, console, body, query, params, raw, req)
+            except HoodyError as exc:
+                exc.extra["executionId"] = execution_id
+                return _json(resp, exc.status, exc.to_dict())
+            result = await self._run(script, entry, args, timeout, console)
+            streaming = await self._render(req, resp, result, res, script, console, timeout)
+        except ScriptTimeout:
+            console.error(f"timed out after {magic.timeout} ms")
+            return _json(resp, 504, {"error": f"Script timed out after {magic.timeout} ms", "type": "Timeout",
+                                     "executionId": execution_id})
+        except HoodyError as exc:
+            exc.extra.setdefault("executionId", execution_id)
+            console.warn(f"{exc.status} {exc.message}")
+            return _json(resp, exc.status, exc.to_dict())
+        except Exception as exc:  # noqa: BLE001 - the worker survives any script failure
+            console.exception(exc)
+            return _json(resp, 500, {"error": str(exc) or type(exc).__name__, "type": type(exc).__name__,
+                                     "executionId": execution_id})
+        finally:
+            current.reset(token)
+            if not streaming:
+                finish(console)
+                self.inflight -= 1
+        return None
+
+    # -- pieces -------------------------------------------------------------------
+    def _cors(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, allowed: list[str], method: str,
+              script: Script) -> bool:
+        """Adds CORS headers; returns True when this was a preflight, answered."""
+        origin = req.get_header("Origin")
+        if origin is None:
+            return False
+        if "*" in allowed:
+            resp.set_header("Access-Control-Allow-Origin", "*")
+        elif origin in allowed:
+            resp.set_header("Access-Control-Allow-Origin", origin)
+            resp.append_header("Vary", "Origin")
+        else:
+            return False
+        if method == "OPTIONS" and req.get_header("Access-Control-Request-Method"):
+            methods = script.allow if script.shape == "methods" else "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+            resp.set_header("Access-Control-Allow-Methods", methods)
+            wanted = req.get_header("Access-Control-Request-Headers")
+            resp.set_header("Access-Control-Allow-Headers", wanted or "Content-Type, Authorization")
+            resp.set_header("Access-Control-Max-Age", "600")
+            resp.status = 204
+            return True
+        return False
+
+    def _arguments(self, entry: Entry, r: Req, res: Res, metadata: AttrDict, shared: Shared, console: Console,
+                   body: Any, query: Any, params: dict[str, str], raw: bytes, req: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if entry.positional:
+            return (r, res, metadata, shared, console, _AI), {}
+        kwargs: dict[str, Any] = {}
+        for p in entry.params:
+            src = p.source
+            if src == "req":
+                kwargs[p.name] = r
+            elif src == "res":
+                kwargs[p.name] = res
+            elif src == "metadata":
+                kwargs[p.name] = metadata
+            elif src == "shared":
+                kwargs[p.name] = shared
+            elif src == "console":
+                kwargs[p.name] = console
+            elif src == "ai":
+                kwargs[p.name] = _AI
+            elif src == "body":
+                kwargs[p.name] = body
+            elif src == "query":
+                kwargs[p.name] = query
+            elif src == "params":
+                kwargs[p.name] = params
+            elif src == "route":
+                value = params.get(p.name)
+                if p.type is not None and value is not None:
+                    value = _convert(value, p.type, "route parameter", f"$.{p.name}", strict=False)
+                kwargs[p.name] = value
+            elif src == "typed-query":
+                kwargs[p.name] = _convert(dict(query), p.type, "query", None, strict=False)
+            elif src in ("typed-body", "typed"):
+                if src == "typed" and not raw:
+                    kwargs[p.name] = _convert(dict(query), p.type, "query", None, strict=False)
+                elif isinstance(body, bytes | str) or body is None:
+                    kwargs[p.name] = _decode_raw(raw, p.type)
+                else:
+                    kwargs[p.name] = _convert(body, p.type, "body", None, strict=not isinstance(body, dict)
+                                              or (req.content_type or "").startswith("application/json"))
+        return (), kwargs
+
+    async def _run(self, script: Script, entry: Entry, args: tuple[tuple[Any, ...], dict[str, Any]],
+                   timeout: float, console: Console) -> Any:
+        pos, kw = args
+        ex = self.executor
+        if entry.is_async:
+            return await ex.run_async(entry.fn, pos, kw, timeout)
+        mode = script.magic.mode
+        if mode == "thread" or (mode == "auto" and script.offloaded):
+            return await ex.run_thread(entry.fn, pos, kw, timeout)
+        result, held = ex.run_inline(entry.fn, pos, kw, timeout)
+        if mode == "auto" and held > ex.threshold and not script.offloaded:
+            script.offloaded = True
+            log.info("%s held the event loop %.0f ms: its sync code now runs in the thread pool",
+                     script.rel, held * 1000)
+            console.info(f"held the event loop {held * 1000:.0f} ms: moved to the thread pool (@mode auto)")
+        return result
+
+    async def _render(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, result: Any, res: Res,
+                      script: Script, console: Console, timeout: float) -> bool:
+        """Fill the Falcon response; returns True when a stream was handed over."""
+        if result is res:
+            result = None
+        if res.used:
+            for name, value in res.headers:
+                resp.append_header(name, value)
+            for cookie in res.cookies:
+                resp.append_header("Set-Cookie", cookie)
+            status = res.status_code
+            kind = res.kind
+            if kind == "raw":
+                resp.status = status or 200
+                resp.content_type = res.content_type
+                body = res.body
+                resp.data = body.encode() if isinstance(body, str) else body
+                return False
+            if kind == "value":
+                return await self._value(req, resp, res.body, status, script, console, timeout,
+                                         content_type=res.content_type)
+            if kind in ("stream", "sse"):
+                resp.status = status or 200
+                return await self._stream(resp, res.iterable, kind == "sse", script, console, timeout,
+                                          content_type=res.content_type)
+            return await self._value(req, resp, result, status, script, console, timeout)
+        return await self._value(req, resp, result, None, script, console, timeout)
+
+    async def _value(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, value: Any, status: int | None,
+                     script: Script, console: Console, timeout: float, content_type: str | None = None) -> bool:
+        if type(value) is tuple and 2 <= len(value) <= 3:
+            body, st, *rest = value
+            if rest and rest[0]:
+                for name, v in dict(rest[0]).items():
+                    resp.set_header(str(name), str(v))
+            return await self._value(req, resp, body, int(st), script, console, timeout, content_type)
+        if value is None:
+            resp.status = status or 204
+            return False
+        if isinstance(value, str):
+            resp.status = status or 200
+            resp.content_type = content_type or "text/plain; charset=utf-8"
+            resp.data = value.encode()
+            return False
+        if isinstance(value, bytes | bytearray | memoryview):
+            resp.status = status or 200
+            resp.content_type = content_type or "application/octet-stream"
+            resp.data = bytes(value)
+            return False
+        if inspect.isgenerator(value) or inspect.isasyncgen(value) or (
+            hasattr(value, "__aiter__") and not isinstance(value, dict | list)
+        ):
+            resp.status = status or 200
+            sse = "text/event-stream" in (req.get_header("Accept") or "")
+            return await self._stream(resp, value, sse, script, console, timeout)
+        try:
+            data = _json_encode(value)
+        except TypeError as exc:
+            raise HoodyError(f"cannot serialize the return value: {exc}", status=500,
+                             type="SerializationError") from None
+        resp.status = status or 200
+        resp.content_type = content_type or "application/json"
+        resp.data = data
+        return False
+
+    async def _stream(self, resp: falcon.asgi.Response, iterable: Any, sse: bool, script: Script,
+                      console: Console, timeout: float, content_type: str | None = None) -> bool:
+        executor = self.executor
+        encode = _sse_event if sse else _chunk
+
+        if hasattr(iterable, "__aiter__"):
+            aiter_ = iterable.__aiter__()
+
+            async def step() -> Any:
+                try:
+                    return await executor.run_async(aiter_.__anext__, (), {}, timeout)
+                except StopAsyncIteration:
+                    return _SENTINEL
+        else:
+            it = iter(iterable)
+
+            async def step() -> Any:
+                return await executor.run_thread(_next_or_sentinel, (it,), {}, timeout)
+
+        first = await step()  # errors before the first chunk still become a JSON error
+        if sse:
+            resp.content_type = "text/event-stream"
+            resp.set_header("Cache-Control", "no-cache")
+            resp.set_header("X-Accel-Buffering", "no")
+        elif content_type:
+            resp.content_type = content_type
+        else:
+            resp.content_type = (
+                "application/x-ndjson" if first is not _SENTINEL and not isinstance(first, str | bytes)
+                else "text/plain; charset=utf-8"
+            )
+        sink = self
+        token_console = console
+
+        async def body() -> AsyncIterator[bytes]:
+            tok = current.set(token_console)
+            try:
+                item = first
+                while item is not _SENTINEL:
+                    yield encode(item)
+                    item = await step()
+            except ScriptTimeout:
+                token_console.error("stream timed out waiting for the next chunk")
+            except Exception as exc:  # noqa: BLE001 - headers are gone: log and end the stream
+                token_console.exception(exc)
+            finally:
+                current.reset(tok)
+                finish(token_console)
+                sink.inflight -= 1
+                close = getattr(iterable, "aclose", None) or getattr(iterable, "close", None)
+                if close is not None:
+                    try:
+                        r = close()
+                        if inspect.isawaitable(r):
+                            await r
+                    except Exception:  # noqa: BLE001
+                        pass
+
+        resp.stream = body()
+        return True
+
+
+def _json(resp: falcon.asgi.Response, status: int, body: Any) -> None:
+    resp.status = status
+    resp.content_type = "application/json"
+    resp.data = _json_encode(body)
+
+
+def _convert(value: Any, tp: Any, where: str, field: str | None, strict: bool) -> Any:
+    try:
+        return msgspec.convert(value, tp, strict=strict)
+    except msgspec.ValidationError as exc:
+        path = _field(exc) or field
+        raise HoodyError(f"Invalid {where}: {exc}", status=400, field=path) from None
+
+
+def _decode_raw(raw: bytes, tp: Any) -> Any:
+    try:
+        return msgspec.json.decode(raw or b"{}", type=tp)
+    except msgspec.ValidationError as exc:
+        raise HoodyError(f"Invalid body: {exc}", status=400, field=_field(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise HoodyError("Invalid JSON", status=400, detail=str(exc)) from None
+
+
+def _token_ok(req: falcon.asgi.Request, expected: str) -> bool:
+    if expected.startswith("env:"):
+        secret = os.environ.get(expected[4:])
+        if not secret:
+            return False  # an unset secret never matches
+    else:
+        secret = expected
+    given = ""
+    auth = req.get_header("Authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        given = auth[7:].strip()
+    else:
+        given = req.get_header("X-Hoody-Token") or req.get_param("token") or ""
+    return hmac.compare_digest(given.encode(), secret.encode())
+
+
+def format_traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))

@@ -1,0 +1,218 @@
+"""Per-script logs, and capture of ``console``, ``print()`` and ``logging``.
+
+Each script has one log file, ``<home>/logs/<subdomain>/<execId>/<script>.log``
+(``api/users/[id].py`` → ``api/users/[id].log``). A line is::
+
+    2026-11-28T12:00:00.123456Z INFO  [executionId] message
+
+Every worker appends with ``O_APPEND`` and one ``write`` per entry, so lines from
+several processes never interleave. Which log a ``print()`` or ``logging`` call
+belongs to is decided by a context variable set around each execution: correct
+under concurrency on the event loop and in the thread pool (contexts are copied
+into pool threads).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime
+import io
+import logging
+import os
+import sys
+import threading
+import traceback
+from typing import Any, TextIO
+
+LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "off": 100}
+_NAMES = {10: "DEBUG", 20: "INFO", 30: "WARN", 40: "ERROR", 50: "ERROR"}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class ScriptLog:
+    """Append-only log file of one script (shared by every worker)."""
+
+    __slots__ = ("path", "_fd", "_lock")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+
+    def write(self, level: int, execution_id: str, message: str) -> None:
+        line = f"{_now()} {_NAMES.get(level, 'INFO'):<5} [{execution_id}] {message.rstrip()}\n"
+        data = line.encode("utf-8", "replace")
+        with self._lock:
+            if self._fd is None or not os.path.exists(self.path):
+                self._reopen()
+            assert self._fd is not None
+            os.write(self._fd, data)
+
+    def _reopen(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+class Console:
+    """``console.log/info/warn/error/debug`` for one execution."""
+
+    __slots__ = ("_log", "_id", "_min")
+
+    def __init__(self, log: ScriptLog, execution_id: str, min_level: int = 10) -> None:
+        self._log = log
+        self._id = execution_id
+        self._min = min_level
+
+    def _emit(self, level: int, args: tuple[Any, ...]) -> None:
+        if level >= self._min:
+            self._log.write(level, self._id, " ".join(a if isinstance(a, str) else _fmt(a) for a in args))
+
+    def log(self, *args: Any) -> None:
+        self._emit(20, args)
+
+    info = log
+
+    def warn(self, *args: Any) -> None:
+        self._emit(30, args)
+
+    warning = warn
+
+    def error(self, *args: Any) -> None:
+        self._emit(40, args)
+
+    def debug(self, *args: Any) -> None:
+        self._emit(10, args)
+
+    def exception(self, exc: BaseException) -> None:
+        self._log.write(40, self._id, "".join(traceback.format_exception(exc)))
+
+
+def _fmt(value: Any) -> str:
+    try:
+        import msgspec
+
+        return msgspec.json.encode(value).decode()
+    except Exception:  # noqa: BLE001
+        return repr(value)
+
+
+# The execution a print()/logging call belongs to.
+current: contextvars.ContextVar[Console | None] = contextvars.ContextVar("hoodyexec_console", default=None)
+
+
+class _StreamRouter(io.TextIOBase):
+    """Stands in for sys.stdout/sys.stderr: inside an execution, writes go to its log."""
+
+    def __init__(self, real: TextIO, level: int) -> None:
+        self._real = real
+        self._level = level
+        self._partial: dict[int, str] = {}
+
+    def write(self, text: str) -> int:
+        console = current.get()
+        if console is None:
+            return self._real.write(text)
+        key = id(console)
+        buf = self._partial.pop(key, "") + text
+        *lines, rest = buf.split("\n")
+        for line in lines:
+            console._emit(self._level, (line,))
+        if rest:
+            self._partial[key] = rest
+        return len(text)
+
+    def flush(self) -> None:
+        if current.get() is None:
+            self._real.flush()
+
+    def finish(self, console: Console) -> None:
+        rest = self._partial.pop(id(console), "")
+        if rest:
+            console._emit(self._level, (rest,))
+
+    def fileno(self) -> int:
+        return self._real.fileno()
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._real, "encoding", "utf-8")
+
+
+class _ScriptLogHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        console = current.get()
+        if console is None:
+            return
+        try:
+            msg = self.format(record)
+        except Exception:  # noqa: BLE001
+            msg = record.getMessage()
+        console._emit(record.levelno, (f"{record.name}: {msg}" if record.name != "root" else msg,))
+
+
+class _OutsideScripts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return current.get() is None
+
+
+_installed: list[_StreamRouter] = []
+
+
+def install_capture() -> None:
+    """Route print() and logging from inside executions to script logs (once per process)."""
+    if _installed:
+        return
+    out = _StreamRouter(sys.stdout, 20)
+    err = _StreamRouter(sys.stderr, 40)
+    sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+    _installed.extend([out, err])
+    root = logging.getLogger()
+    kit_level = root.level or logging.WARNING
+    for handler in root.handlers:  # kit handlers keep the kit's level and skip script records
+        if handler.level == logging.NOTSET:
+            handler.setLevel(kit_level)
+        handler.addFilter(_OutsideScripts())
+    script_handler = _ScriptLogHandler(logging.DEBUG)
+    script_handler.setFormatter(logging.Formatter("%(message)s"))
+    root.addHandler(script_handler)
+    root.setLevel(logging.DEBUG)
+    for name in ("hoodyexec", "gunicorn", "asyncio"):
+        lg = logging.getLogger(name)
+        if lg.level == logging.NOTSET:
+            lg.setLevel(kit_level)
+
+
+def finish(console: Console) -> None:
+    """Flush a partial print() line of an execution that ended."""
+    for router in _installed:
+        router.finish(console)
+
+
+class LogBook:
+    """Opens and caches the ``ScriptLog`` of each script of a process."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._logs: dict[str, ScriptLog] = {}
+
+    def for_script(self, subdomain: str, exec_id: str, rel: str) -> ScriptLog:
+        key = f"{subdomain}/{exec_id}/{rel}"
+        log = self._logs.get(key)
+        if log is None:
+            name = rel[:-3] if rel.endswith(".py") else rel
+            log = self._logs[key] = ScriptLog(os.path.join(self.root, subdomain, exec_id, name + ".log"))
+        return log

@@ -1,0 +1,257 @@
+"""What a script gets: ``req``, ``res``, ``metadata`` (and ``Headers``).
+
+Per-request objects use ``__slots__`` and compute expensive views lazily, so a
+script that only returns a value pays for almost nothing. This module does not
+import falcon: the HTTP layer hands it plain values and a header mapping.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import quote
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive, read-only request headers."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self, data: Mapping[str, str]) -> None:
+        self._d = {k.lower(): v for k, v in data.items()} if data else {}
+
+    def __getitem__(self, key: str) -> str:
+        return self._d[key.lower()]
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self._d.get(key.lower(), default)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.lower() in self._d
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._d!r})"
+
+
+class AttrDict(dict):
+    """A dict with attribute access (``metadata.query`` and ``metadata["query"]``)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+
+class Req:
+    """The incoming request, as a script sees it."""
+
+    __slots__ = ("method", "path", "url", "query", "params", "body", "raw", "client", "id", "_headers", "_cookies")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        url: str,
+        headers: Mapping[str, str],
+        query: Mapping[str, Any],
+        params: Mapping[str, str],
+        body: Any,
+        raw: bytes,
+        client: str | None,
+        execution_id: str,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.url = url
+        self.query = query
+        self.params = params
+        self.body = body
+        self.raw = raw
+        self.client = client
+        self.id = execution_id
+        self._headers: Any = headers
+        self._cookies: dict[str, str] | None = None
+
+    @property
+    def headers(self) -> Headers:
+        h = self._headers
+        if not isinstance(h, Headers):
+            h = self._headers = Headers(h)
+        return h
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        if self._cookies is None:
+            jar: SimpleCookie = SimpleCookie()
+            try:
+                jar.load(self.headers.get("cookie", ""))
+            except Exception:  # noqa: BLE001 - a bad cookie header is no reason to fail
+                pass
+            self._cookies = {k: m.value for k, m in jar.items()}
+        return self._cookies
+
+    def json(self) -> Any:
+        return self.body if not isinstance(self.body, bytes | str) else json.loads(self.raw or b"null")
+
+    def __repr__(self) -> str:
+        return f"<Req {self.method} {self.path}>"
+
+
+class Res:
+    """Chainable response builder. When a script used it, it wins over the return value."""
+
+    __slots__ = ("used", "status_code", "headers", "cookies", "body", "content_type", "kind", "iterable")
+
+    def __init__(self) -> None:
+        self.used = False
+        self.status_code: int | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.cookies: list[str] = []
+        self.body: Any = None
+        self.content_type: str | None = None
+        self.kind = "none"  # none | value | raw | stream | sse
+        self.iterable: Iterable[Any] | AsyncIterable[Any] | None = None
+
+    def status(self, code: int) -> Res:
+        code = int(code)
+        if not 100 <= code <= 599:
+            raise ValueError(f"HTTP status must be 100-599, got {code}")
+        self.used = True
+        self.status_code = code
+        return self
+
+    def header(self, name: str, value: Any) -> Res:
+        self.used = True
+        self.headers.append((str(name), str(value)))
+        return self
+
+    def json(self, obj: Any) -> Res:
+        self.used = True
+        self.kind = "value"
+        self.body = obj
+        self.content_type = "application/json"
+        return self
+
+    def send(self, body: Any, content_type: str | None = None) -> Res:
+        """Send as-is: str/bytes raw (with an optional type), anything else like a return value."""
+        self.used = True
+        if isinstance(body, str | bytes | bytearray | memoryview):
+            self.kind = "raw"
+            self.body = bytes(body) if not isinstance(body, str) else body
+            self.content_type = content_type or (
+                "text/plain; charset=utf-8" if isinstance(body, str) else "application/octet-stream"
+            )
+        else:
+            self.kind = "value"
+            self.body = body
+            self.content_type = content_type
+        return self
+
+    def text(self, body: str, status: int | None = None) -> Res:
+        if status is not None:
+            self.status(status)
+        return self.send(str(body), "text/plain; charset=utf-8")
+
+    def html(self, body: str, status: int | None = None) -> Res:
+        if status is not None:
+            self.status(status)
+        return self.send(str(body), "text/html; charset=utf-8")
+
+    def redirect(self, url: str, code: int = 302) -> Res:
+        self.status(code)
+        self.header("Location", url)
+        self.kind = "raw"
+        self.body = b""
+        return self
+
+    def cookie(
+        self,
+        name: str,
+        value: str = "",
+        *,
+        max_age: int | None = None,
+        path: str = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = True,
+        samesite: str | None = "Lax",
+        expires: str | None = None,
+    ) -> Res:
+        self.used = True
+        parts = [f"{name}={quote(str(value), safe='')}", f"Path={path}"]
+        if max_age is not None:
+            parts.append(f"Max-Age={int(max_age)}")
+        if expires:
+            parts.append(f"Expires={expires}")
+        if domain:
+            parts.append(f"Domain={domain}")
+        if secure:
+            parts.append("Secure")
+        if httponly:
+            parts.append("HttpOnly")
+        if samesite:
+            parts.append(f"SameSite={samesite}")
+        self.cookies.append("; ".join(parts))
+        return self
+
+    def stream(self, iterable: Iterable[Any] | AsyncIterable[Any], content_type: str | None = None) -> Res:
+        self.used = True
+        self.kind = "stream"
+        self.iterable = iterable
+        self.content_type = content_type or "application/octet-stream"
+        return self
+
+    def sse(self, iterable: Iterable[Any] | AsyncIterable[Any]) -> Res:
+        self.used = True
+        self.kind = "sse"
+        self.iterable = iterable
+        self.content_type = "text/event-stream"
+        return self
+
+    def __repr__(self) -> str:
+        return f"<Res {self.status_code or '-'} {self.kind}>"
+
+
+def make_metadata(
+    *,
+    query: Mapping[str, Any],
+    parameters: Mapping[str, str],
+    path: str,
+    method: str,
+    headers: Any,
+    execution_id: str,
+    script: str,
+    hostname: str,
+    subdomain: str,
+    exec_id: str,
+    magic: Mapping[str, Any],
+    trigger: str,
+) -> AttrDict:
+    md = AttrDict()
+    md["query"] = query
+    md["parameters"] = parameters
+    md["path"] = path
+    md["method"] = method
+    md["headers"] = headers
+    md["executionId"] = execution_id
+    md["script"] = script
+    md["hostname"] = hostname
+    md["subdomain"] = subdomain
+    md["execId"] = exec_id
+    md["magic"] = magic
+    md["trigger"] = trigger
+    return md
