@@ -17,6 +17,7 @@ import builtins
 import importlib.util
 import logging
 import os
+import select
 import sys
 from typing import Any
 
@@ -52,12 +53,19 @@ class Instance:
     @property
     def router(self) -> Any:
         if self._router is None:
-            from .http.router import InstanceRouter, scan  # the one falcon-backed piece
+            from .http.router import RouteTable, scan  # the one falcon-backed piece
 
-            routes, skipped = scan(self.root)
-            self._router = InstanceRouter(routes)
-            self._router.skipped.extend(skipped)
+            routes, invalid = scan(self.root)
+            self._router = RouteTable(routes, invalid)
         return self._router
+
+    def file_added(self, rel: str) -> None:
+        if self._router is not None:
+            self._router.add(rel)
+
+    def file_removed(self, rel: str) -> None:
+        if self._router is not None:
+            self._router.remove(rel)
 
     def structure_changed(self) -> None:
         self._router = None
@@ -78,6 +86,8 @@ class Watcher:
         self.root = root
         self.inotify = INotify(nonblocking=True)
         self.fd = self.inotify.fileno()
+        self._poll = select.poll()
+        self._poll.register(self.fd, select.POLLIN)
         self.dirs: dict[int, str] = {}
         self._add_tree(root)
 
@@ -93,6 +103,8 @@ class Watcher:
 
     def changes(self) -> list[tuple[str, int]] | None:
         """(path, mask) of what changed since last call; None means "assume everything"."""
+        if not self._poll.poll(0):  # one syscall, no exception: the common case
+            return []
         try:
             data = os.read(self.fd, 65536)
         except BlockingIOError:
@@ -175,12 +187,15 @@ class Catalog:
         name = inner[-1]
         if not name.endswith(".py"):
             return  # data files and temp files of atomic writes are not routes
-        if structural:
-            inst.structure_changed()
+        rel_file = "/".join(inner)
+        if mask & (flags.CREATE | flags.MOVED_TO):
+            inst.file_added(rel_file)
+        elif mask & (flags.DELETE | flags.MOVED_FROM):
+            inst.file_removed(rel_file)
         if any(p.startswith("_") for p in inner):
             inst.drop()  # a private module: importers must reload it
         else:
-            inst.drop("/".join(inner))
+            inst.drop(rel_file)
 
     def invalidate(self, subdomain: str | None = None, exec_id: str | None = None, rel: str | None = None) -> None:
         for (sub, eid), inst in self.instances.items():
@@ -195,12 +210,12 @@ class Catalog:
     def load(self, inst: Instance, route: Route) -> Script:
         """The compiled script for a route, fresh; raises ``ScriptLoadError``."""
         rel = route.file
-        path = os.path.join(inst.root, rel)
         cached = inst.scripts.get(rel)
+        path = cached.path if type(cached) is Script else os.path.join(inst.root, rel)
         try:
             identity = compiler.read_identity(path)
         except FileNotFoundError:
-            inst.structure_changed()
+            inst.file_removed(rel)
             inst.drop(rel)
             raise
         if cached is not None:

@@ -78,7 +78,7 @@ class Script:
 
     __slots__ = (
         "path", "rel", "identity", "magic", "shape", "entries", "namespace",
-        "allow", "offloaded", "source", "route",
+        "allow", "offloaded", "source", "route", "guarded", "log_min", "log",
     )
 
     def __init__(self, path: str, rel: str, identity: tuple[int, int, int], source: str) -> None:
@@ -93,6 +93,9 @@ class Script:
         self.allow = ""
         self.offloaded = False  # auto mode: moved to the thread pool after holding the loop
         self.route: Any = None
+        self.guarded = False  # any of @enabled false / @cors / @token: checked per request
+        self.log_min = 10
+        self.log: Any = None  # the script's ScriptLog, set on first use
 
     def entry_for(self, method: str) -> Entry | None:
         if self.shape != "methods":
@@ -270,6 +273,8 @@ def load(
             problems=[str(p) for p in problems],
         )
     script.magic = magic
+    script.guarded = (not magic.enabled) or magic.cors is not None or magic.token is not None
+    script.log_min = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "off": 100}[magic.log_level]
     tree = parse(source, path)
     facts = analyse(tree)
     script.shape = facts["shape"]

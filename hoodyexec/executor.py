@@ -48,13 +48,22 @@ def _current_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
 
 
 class Watchdog:
-    """Interrupts code that holds the event loop past its execution's deadline."""
+    """Enforces execution deadlines without a timer per request.
+
+    Executions register ``task → deadline``. Every ``period`` the watchdog
+    thread looks at the expired ones: if the loop is running that task right
+    now (it holds the loop: inline sync code, or async code that never awaits),
+    SIGALRM makes the loop thread raise ``ScriptTimeout`` in it; otherwise the
+    task is waiting, and it is cancelled from the loop (``call_soon_threadsafe``).
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, period: float = 0.01) -> None:
         self.loop = loop
         self.period = period
         self.deadlines: dict[asyncio.Task[Any], float] = {}
+        self.expired: set[asyncio.Task[Any]] = set()
         self._wake = threading.Event()
+        self._awake = False
         self._main = threading.main_thread().ident
         self._thread: threading.Thread | None = None
 
@@ -65,31 +74,64 @@ class Watchdog:
 
     def arm(self, task: asyncio.Task[Any], deadline: float) -> None:
         self.deadlines[task] = deadline
-        if not self._wake.is_set():
+        if not self._awake:
+            self._awake = True
             self._wake.set()
 
     def disarm(self, task: asyncio.Task[Any]) -> None:
         self.deadlines.pop(task, None)
+        if self.expired:
+            self.expired.discard(task)
 
     def _run(self) -> None:
         while True:
             self._wake.wait()
             time.sleep(self.period)
             if not self.deadlines:
+                self._awake = False
                 self._wake.clear()
                 if self.deadlines:  # armed between the check and the clear
+                    self._awake = True
                     self._wake.set()
                 continue
-            task = _current_task(self.loop)
-            deadline = self.deadlines.get(task) if task is not None else None
-            if deadline is not None and time.monotonic() >= deadline and self._main is not None:
-                signal.pthread_kill(self._main, signal.SIGALRM)
+            now = time.monotonic()
+            try:
+                due = [t for t, d in list(self.deadlines.items()) if d <= now]
+            except RuntimeError:  # resized while copying: next round
+                continue
+            if not due:
+                continue
+            running = _current_task(self.loop)
+            for task in due:
+                if task is running:
+                    if self._main is not None:
+                        signal.pthread_kill(self._main, signal.SIGALRM)
+                elif task not in self.expired:
+                    self.expired.add(task)
+                    try:
+                        self.loop.call_soon_threadsafe(self._cancel, task)
+                    except RuntimeError:  # loop closed
+                        return
+
+    def _cancel(self, task: asyncio.Task[Any]) -> None:
+        if task in self.expired and task in self.deadlines:
+            task.cancel()
+        else:
+            self.expired.discard(task)
 
     def _on_alarm(self, signum: int, frame: Any) -> None:
         task = _current_task(self.loop)
         deadline = self.deadlines.get(task) if task is not None else None
         if deadline is not None and time.monotonic() >= deadline:
             raise ScriptTimeout()
+
+    def timed_out(self, task: asyncio.Task[Any]) -> bool:
+        """After a CancelledError: was it our deadline? (resets the task's cancel state)"""
+        if task in self.expired:
+            self.expired.discard(task)
+            task.uncancel()
+            return True
+        return False
 
 
 class _Job:
@@ -194,48 +236,57 @@ class Executor:
         self.stuck_grace = stuck_grace
         self.pool = ThreadPool(threads, on_stuck_limit=recycle_self)
         self.watchdog: Watchdog | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.watchdog = Watchdog(loop)
         self.watchdog.start()
 
-    async def run_async(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any:
-        task = asyncio.current_task()
+    async def run_async(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                        timeout: float) -> Any:
         wd = self.watchdog
-        if wd is not None and task is not None:
-            wd.arm(task, time.monotonic() + timeout)
+        task = _current_task(self.loop) if wd is not None else None
+        if task is None or wd is None:  # not started (in-process tests): plain asyncio timeout
+            try:
+                async with asyncio.timeout(timeout):
+                    return await fn(*args, **kwargs)
+            except TimeoutError:
+                raise ScriptTimeout() from None
+        wd.arm(task, time.monotonic() + timeout)
         try:
-            async with asyncio.timeout(timeout):
-                return await fn(*args, **kwargs)
-        except TimeoutError:
-            raise ScriptTimeout() from None
+            return await fn(*args, **kwargs)
+        except asyncio.CancelledError:
+            if wd.timed_out(task):
+                raise ScriptTimeout() from None
+            raise
         finally:
-            if wd is not None and task is not None:
-                wd.disarm(task)
+            wd.disarm(task)
 
-    def run_inline(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> tuple[Any, float]:
+    def run_inline(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                   timeout: float) -> tuple[Any, float]:
         """Returns (result, seconds it held the loop)."""
-        task = asyncio.current_task()
         wd = self.watchdog
-        t0 = time.perf_counter()
-        if wd is not None and task is not None:
-            wd.arm(task, time.monotonic() + timeout)
-        try:
-            return fn(*args, **kwargs), time.perf_counter() - t0
-        finally:
-            if wd is not None and task is not None:
-                wd.disarm(task)
+        task = _current_task(self.loop) if wd is not None else None
+        t0 = time.monotonic()
+        if task is not None:
+            wd.arm(task, t0 + timeout)  # type: ignore[union-attr]
+            try:
+                return fn(*args, **kwargs), time.monotonic() - t0
+            finally:
+                wd.disarm(task)  # type: ignore[union-attr]
+        return fn(*args, **kwargs), time.monotonic() - t0
 
-    async def run_thread(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any:
+    async def run_thread(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                         timeout: float) -> Any:
         ctx = contextvars.copy_context()
         job = self.pool.submit(ctx.run, _call, fn, args, kwargs)
         try:
-            async with asyncio.timeout(timeout):
-                return await asyncio.wrap_future(job.future)
-        except TimeoutError:
+            return await self.run_async(asyncio.wrap_future, (job.future,), {}, timeout)
+        except ScriptTimeout:
             if self.pool.interrupt(job):
                 asyncio.get_running_loop().call_later(self.stuck_grace, self.pool.mark_stuck, job)
-            raise ScriptTimeout() from None
+            raise
 
 
 def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -199,7 +199,8 @@ def install_capture() -> None:
 def finish(console: Console) -> None:
     """Flush a partial print() line of an execution that ended."""
     for router in _installed:
-        router.finish(console)
+        if router._partial:
+            router.finish(console)
 
 
 class LogBook:

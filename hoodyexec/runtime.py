@@ -57,40 +57,50 @@ class AttrDict(dict):
 
 
 class Req:
-    """The incoming request, as a script sees it."""
+    """The incoming request, as a script sees it.
 
-    __slots__ = ("method", "path", "url", "query", "params", "body", "raw", "client", "id", "_headers", "_cookies")
+    ``src`` is the HTTP layer's request (or a synthetic one for tests and
+    schedules) offering ``url``, ``headers`` (a lowercase dict) and
+    ``remote_addr``; views of it are computed on first use only.
+    """
+
+    __slots__ = ("method", "path", "query", "params", "body", "raw", "id", "_src", "_headers", "_cookies")
 
     def __init__(
         self,
+        src: Any,
         method: str,
         path: str,
-        url: str,
-        headers: Mapping[str, str],
         query: Mapping[str, Any],
         params: Mapping[str, str],
         body: Any,
         raw: bytes,
-        client: str | None,
         execution_id: str,
     ) -> None:
+        self._src = src
         self.method = method
         self.path = path
-        self.url = url
         self.query = query
         self.params = params
         self.body = body
         self.raw = raw
-        self.client = client
         self.id = execution_id
-        self._headers: Any = headers
+        self._headers: Headers | None = None
         self._cookies: dict[str, str] | None = None
+
+    @property
+    def url(self) -> str:
+        return self._src.url
+
+    @property
+    def client(self) -> str | None:
+        return self._src.remote_addr
 
     @property
     def headers(self) -> Headers:
         h = self._headers
-        if not isinstance(h, Headers):
-            h = self._headers = Headers(h)
+        if h is None:
+            h = self._headers = Headers(self._src.headers)
         return h
 
     @property
@@ -109,6 +119,57 @@ class Req:
 
     def __repr__(self) -> str:
         return f"<Req {self.method} {self.path}>"
+
+
+class Metadata(Mapping[str, Any]):
+    """``metadata``: attribute and key access (``metadata.query``, ``metadata["query"]``)."""
+
+    __slots__ = (
+        "query", "parameters", "path", "method", "executionId", "script", "hostname",
+        "subdomain", "execId", "magic", "trigger", "_req",
+    )
+    KEYS = (
+        "query", "parameters", "path", "method", "headers", "executionId", "script", "hostname",
+        "subdomain", "execId", "magic", "trigger",
+    )
+
+    def __init__(self, req: Req, script: str, hostname: str, subdomain: str, exec_id: str,
+                 magic: Mapping[str, Any], trigger: str) -> None:
+        self._req = req
+        self.query = req.query
+        self.parameters = req.params
+        self.path = req.path
+        self.method = req.method
+        self.executionId = req.id  # noqa: N815 - the reference's name
+        self.script = script
+        self.hostname = hostname
+        self.subdomain = subdomain
+        self.execId = exec_id  # noqa: N815
+        self.magic = magic
+        self.trigger = trigger
+
+    @property
+    def headers(self) -> Headers:
+        return self._req.headers
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.KEYS:
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.KEYS)
+
+    def __len__(self) -> int:
+        return len(self.KEYS)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.KEYS}
+        out["headers"] = dict(self.headers)
+        return out
+
+    def __repr__(self) -> str:
+        return f"<Metadata {self.method} {self.path} {self.executionId}>"
 
 
 class Res:
@@ -224,34 +285,3 @@ class Res:
 
     def __repr__(self) -> str:
         return f"<Res {self.status_code or '-'} {self.kind}>"
-
-
-def make_metadata(
-    *,
-    query: Mapping[str, Any],
-    parameters: Mapping[str, str],
-    path: str,
-    method: str,
-    headers: Any,
-    execution_id: str,
-    script: str,
-    hostname: str,
-    subdomain: str,
-    exec_id: str,
-    magic: Mapping[str, Any],
-    trigger: str,
-) -> AttrDict:
-    md = AttrDict()
-    md["query"] = query
-    md["parameters"] = parameters
-    md["path"] = path
-    md["method"] = method
-    md["headers"] = headers
-    md["executionId"] = execution_id
-    md["script"] = script
-    md["hostname"] = hostname
-    md["subdomain"] = subdomain
-    md["execId"] = exec_id
-    md["magic"] = magic
-    md["trigger"] = trigger
-    return md

@@ -9,6 +9,7 @@ fork-looping.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from typing import Any
 
@@ -49,6 +50,9 @@ def load_app(settings: Settings, home: Home, age: int = 0):  # noqa: ANN201 - an
     def start() -> None:
         logs.install_capture()
         executor.start(asyncio.get_running_loop())
+        # Everything loaded so far lives as long as the worker: keep it out of
+        # the collector's generations (cheaper collections, less copy-on-write).
+        gc.freeze()
 
     def status(_: dict[str, Any]) -> dict[str, Any]:
         return {"inflight": sink.inflight, "instances": len(catalog.instances), "pid": os.getpid()}

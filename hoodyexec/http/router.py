@@ -1,13 +1,17 @@
-"""One compiled router per exec instance, built on Falcon's ``CompiledRouter``.
+"""Per-instance route table: exact paths in a dict, patterns in Falcon's router.
 
-Falcon already does what the contract asks: static segments win over fields,
-``{name:path}`` catches the rest, and the matcher is compiled to Python code
-once per table. Two adjustments let Next.js-style trees through Falcon's rules:
+Most script routes are static (``hello.py`` → ``/hello``); they live in a dict,
+so a lookup is one hash and adding or removing a script is O(1). Routes with
+fields (``[id]``) or catch-alls use Falcon's ``CompiledRouter``, which already
+implements what the contract asks (static segments beat fields, ``{x:path}``
+catches the rest) but recompiles its whole table on every change, which is too
+slow for thousands of routes; patterns are few, so only they pay that cost.
 
-* fields are renamed by position (``{p1}``) so ``[id]/posts.py`` and
-  ``[slug].py`` in one folder do not clash on names, and mapped back per route;
-* catch-all routes live in a second table consulted only when the first finds
-  nothing, which is exactly "static > dynamic > catch-all".
+Lookup order is static → dynamic → catch-all, which is the precedence rule.
+Two adjustments let Next.js-style trees through Falcon's own rules: fields are
+renamed by position (``{p1}``) so ``[id]/posts.py`` and ``[slug].py`` in one
+folder do not clash, and catch-alls live in a second Falcon router consulted
+only when the first finds nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ from ..routes import SKIP_DIRS, NotRoutable, Route, route_for
 
 log = logging.getLogger("hoodyexec.router")
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(:path)?\}")
+_ORDER = {"static": 0, "dynamic": 1, "catch-all": 2}
+
+
+def _rank(route: Route) -> tuple[int, int, str]:
+    return (_ORDER[route.kind], route.file.count("/"), route.file)
 
 
 class _Target:
@@ -53,7 +62,7 @@ def scan(root: str) -> tuple[list[Route], list[tuple[str, str]]]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith((".", "_")))
         for name in sorted(filenames):
-            if not name.endswith(".py") or name.startswith("_"):
+            if not name.endswith(".py") or name.startswith(("_", ".")):
                 continue
             rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
             try:
@@ -63,43 +72,101 @@ def scan(root: str) -> tuple[list[Route], list[tuple[str, str]]]:
     return routes, skipped
 
 
-class InstanceRouter:
-    """Path → (Route, params) for one instance."""
+class RouteTable:
+    """Path → (Route, params) for one instance, updatable file by file."""
 
-    __slots__ = ("_main", "_catch", "routes", "skipped")
+    __slots__ = ("files", "static", "_patterns", "_main", "_catch", "_names", "skipped", "_invalid")
 
-    def __init__(self, routes: Iterable[Route]) -> None:
-        self._main = CompiledRouter()
-        self._catch = CompiledRouter()
-        self.routes: list[Route] = []
+    def __init__(self, routes: Iterable[Route] = (), invalid: Iterable[tuple[str, str]] = ()) -> None:
+        self.files: dict[str, Route] = {}
+        self.static: dict[str, Route] = {}
+        self._patterns: dict[str, Route] = {}
+        self._main: CompiledRouter | None = None
+        self._catch: CompiledRouter | None = None
+        self._names: dict[str, dict[str, str]] = {}
+        self._invalid: dict[str, str] = dict(invalid)
         self.skipped: list[tuple[str, str]] = []
-        order = {"static": 0, "dynamic": 1, "catch-all": 2}
-        claimed: dict[str, str] = {}  # positional template -> file
-        for route in sorted(routes, key=lambda r: (order[r.kind], r.file.count("/"), r.file)):
+        for route in sorted(routes, key=_rank):
+            self.files[route.file] = route
+        self._rebuild_static()
+        self._patterns = {f: r for f, r in self.files.items() if r.kind != "static"}
+
+    # -- updates ------------------------------------------------------------------
+    def add(self, rel: str) -> None:
+        """A .py file appeared (or was replaced): route it if it is new."""
+        if rel in self.files or rel in self._invalid:
+            return
+        try:
+            route = route_for(rel)
+        except NotRoutable as exc:
+            self._invalid[rel] = str(exc)
+            return
+        self.files[rel] = route
+        if route.kind == "static":
+            owner = self.static.get(route.templates[0])
+            if owner is None or _rank(route) < _rank(owner):
+                self.static[route.templates[0]] = route
+        else:
+            self._patterns[rel] = route
+            self._main = self._catch = None
+
+    def remove(self, rel: str) -> None:
+        self._invalid.pop(rel, None)
+        route = self.files.pop(rel, None)
+        if route is None:
+            return
+        if route.kind == "static":
+            if self.static.get(route.templates[0]) is route:
+                self._rebuild_static()
+        else:
+            self._patterns.pop(rel, None)
+            self._main = self._catch = None
+
+    def _rebuild_static(self) -> None:
+        static: dict[str, Route] = {}
+        for route in sorted((r for r in self.files.values() if r.kind == "static"), key=_rank):
+            static.setdefault(route.templates[0], route)
+        self.static = static
+
+    def _compile(self) -> None:
+        main, catch = CompiledRouter(), CompiledRouter()
+        claimed: dict[str, str] = {t: r.file for t, r in self.static.items()}
+        skipped = [(f, f"route {r.route} not added: same route as {self.static[r.templates[0]].file}")
+                   for f, r in self.files.items() if r.kind == "static" and self.static.get(r.templates[0]) is not r]
+        for route in sorted(self._patterns.values(), key=_rank):
             pairs = [_positional(t) for t in route.templates]
             clash = next((claimed[t] for t, _ in pairs if t in claimed), None)
+            if clash is None:
+                clash = next((claimed[t] for t in route.templates if t in claimed), None)
             if clash is not None:
-                self._skip(route, f"same route as {clash}")
+                skipped.append((route.file, f"route {route.route} not added: same route as {clash}"))
                 continue
             try:
                 for template, names in pairs:
-                    table = self._catch if template.endswith(":path}") else self._main
-                    table.add_route(template, _Target(route, names))
+                    target = _Target(route, names)
+                    (catch if template.endswith(":path}") else main).add_route(template, target)
             except ValueError as exc:
-                self._skip(route, str(exc))
+                skipped.append((route.file, f"route {route.route} not added: {exc}"))
                 continue
             for template, _ in pairs:
                 claimed[template] = route.file
-            self.routes.append(route)
-        self._main.find("/")  # compile now, not on the first request
-        self._catch.find("/")
+        main.find("/")  # compile now, not inside a request
+        catch.find("/")
+        self._main, self._catch = main, catch
+        for file, reason in skipped:
+            log.warning("%s: %s", file, reason)
+        self.skipped = skipped + sorted(self._invalid.items())
 
-    def _skip(self, route: Route, reason: str) -> None:
-        self.skipped.append((route.file, f"route {route.route} not added: {reason}"))
-        log.warning("%s: route %s not added: %s", route.file, route.route, reason)
-
+    # -- lookup -------------------------------------------------------------------
     def find(self, path: str) -> tuple[Route, dict[str, str]] | None:
-        found = self._main.find(path) or self._catch.find(path)
+        route = self.static.get(path)
+        if route is not None:
+            return route, {}
+        if not self._patterns:
+            return None
+        if self._main is None:
+            self._compile()
+        found = self._main.find(path) or self._catch.find(path)  # type: ignore[union-attr]
         if found is None:
             return None
         target: _Target = found[0]
@@ -108,3 +175,19 @@ class InstanceRouter:
             return target.route, {}
         names = target.names
         return target.route, {names[k]: v for k, v in params.items()}
+
+    @property
+    def routes(self) -> list[Route]:
+        if self._main is None and self._patterns:
+            self._compile()
+        skipped = {f for f, _ in self.skipped}
+        return [r for r in sorted(self.files.values(), key=_rank) if r.file not in skipped]
+
+    def report(self) -> list[tuple[str, str]]:
+        if self._main is None:
+            self._compile()
+        return self.skipped
+
+
+def InstanceRouter(routes: Iterable[Route]) -> RouteTable:  # noqa: N802 - kept for callers and tests
+    return RouteTable(routes)

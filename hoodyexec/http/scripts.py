@@ -28,7 +28,7 @@ from ..compiler import Entry, Script, ScriptLoadError
 from ..errors import HoodyError
 from ..executor import Executor, ScriptTimeout
 from ..logs import LEVELS, Console, LogBook, current, finish
-from ..runtime import AttrDict, Req, Res, make_metadata
+from ..runtime import Metadata, Req, Res
 from ..shared import Shared, SharedStore
 
 log = logging.getLogger("hoodyexec.scripts")
@@ -198,22 +198,31 @@ class ScriptsSink:
         self.max_concurrency = max_concurrency
         self.default_timeout_ms = default_timeout_ms
         self.inflight = 0
+        self._by_host: dict[str, tuple[Any, str]] = {}
         self._prefix = os.urandom(3).hex()
         self._ids = itertools.count(1)
 
     # -- entry point --------------------------------------------------------------
     async def __call__(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: Any) -> None:
         execution_id = f"{self._prefix}{next(self._ids):07x}"
-        self.catalog.refresh()
-        subdomain, exec_id, hostname = self.hosts.resolve(req.get_header("Host") or "")
-        inst = self.catalog.instance(subdomain, exec_id)
+        catalog = self.catalog
+        catalog.refresh()
+        host = req.get_header("Host") or ""
+        target = self._by_host.get(host)
+        if target is None:
+            subdomain, exec_id, hostname = self.hosts.resolve(host)
+            target = (catalog.instance(subdomain, exec_id), hostname)
+            if len(self._by_host) < 4096:
+                self._by_host[host] = target
+        inst, hostname = target
+        subdomain, exec_id = inst.subdomain, inst.exec_id
         path = req.path
         found = inst.router.find(path)
         if found is None:
             return _json(resp, 404, {"error": f"No script at {path}", "path": path})
         route, params = found
         try:
-            script = self.catalog.load(inst, route)
+            script = catalog.load(inst, route)
         except FileNotFoundError:  # removed between the event and now
             return _json(resp, 404, {"error": f"No script at {path}", "path": path})
         except ScriptLoadError as exc:
@@ -223,14 +232,16 @@ class ScriptsSink:
             body["script"] = route.file
             return _json(resp, 500, body)
         magic = script.magic
-        if not magic.enabled:
-            return _json(resp, 404, {"error": f"No script at {path}", "path": path})
         method = req.method
-        if magic.cors is not None and self._cors(req, resp, magic.cors, method, script):
-            return None
-        if magic.token is not None and not _token_ok(req, magic.token):
-            resp.set_header("WWW-Authenticate", "Bearer")
-            return _json(resp, 401, {"error": "Unauthorized: missing or invalid token", "executionId": execution_id})
+        if script.guarded:
+            if not magic.enabled:
+                return _json(resp, 404, {"error": f"No script at {path}", "path": path})
+            if magic.cors is not None and self._cors(req, resp, magic.cors, method, script):
+                return None
+            if magic.token is not None and not _token_ok(req, magic.token):
+                resp.set_header("WWW-Authenticate", "Bearer")
+                return _json(resp, 401, {"error": "Unauthorized: missing or invalid token",
+                                         "executionId": execution_id})
         entry = script.entry_for(method)
         if entry is None:
             resp.set_header("Allow", script.allow)
@@ -243,44 +254,61 @@ class ScriptsSink:
             return _json(resp, 503, {"error": "Worker overloaded, retry shortly", "executionId": execution_id})
 
         raw = b""
+        body = None
         if req.content_length or req.get_header("Transfer-Encoding"):
             if req.content_length and req.content_length > self.max_body:
                 return _json(resp, 413, {"error": f"Request body over the {self.max_body} byte limit"})
             raw = await req.stream.read(self.max_body + 1)
             if len(raw) > self.max_body:
                 return _json(resp, 413, {"error": f"Request body over the {self.max_body} byte limit"})
-        try:
-            body = parse_body(raw, req.content_type)
-        except HoodyError as exc:
-            exc.extra["executionId"] = execution_id
-            return _json(resp, exc.status, exc.to_dict())
+            try:
+                body = parse_body(raw, req.content_type)
+            except HoodyError as exc:
+                exc.extra["executionId"] = execution_id
+                return _json(resp, exc.status, exc.to_dict())
 
-        scriptlog = self.logbook.for_script(subdomain, exec_id, route.file)
-        console = Console(scriptlog, execution_id, LEVELS.get(magic.log_level, 10))
+        scriptlog = script.log
+        if scriptlog is None:
+            scriptlog = script.log = self.logbook.for_script(subdomain, exec_id, route.file)
+        console = Console(scriptlog, execution_id, script.log_min)
         if magic.log_request_body and raw:
             console.info(f"{method} {path} body: {raw[:4096].decode('utf-8', 'replace')}")
         query = req.params
-        r = Req(method, path, req.url, req.headers, query, params, body, raw, req.remote_addr, execution_id)
+        r = Req(req, method, path, query, params, body, raw, execution_id)
         res = Res()
-        metadata = make_metadata(
-            query=query, parameters=params, path=path, method=method, headers=r.headers,
-            execution_id=execution_id, script=route.file, hostname=hostname, subdomain=subdomain,
-            exec_id=exec_id, magic=magic.raw, trigger="http",
-        )
-        shared = Shared(self.shared, hostname)
         timeout = magic.timeout / 1000.0
 
         self.inflight += 1
         token = current.set(console)
         streaming = False
         try:
-            try:
-                args = self._arguments(entry, r, res, metadata, shared, console, body, query, params, raw, req)
-            except HoodyError as exc:
-                exc.extra["executionId"] = execution_id
-                return _json(resp, exc.status, exc.to_dict())
-            result = await self._run(script, entry, args, timeout, console)
-            streaming = await self._render(req, resp, result, res, script, console, timeout)
+            if entry.positional:
+                metadata = Metadata(r, route.file, hostname, subdomain, exec_id, magic.raw, "http")
+                args: tuple[Any, ...] = (r, res, metadata, Shared(self.shared, hostname), console, _AI)
+                kwargs: dict[str, Any] = {}
+            else:
+                try:
+                    args, kwargs = self._arguments(entry, r, res, route.file, hostname, subdomain, exec_id,
+                                                   magic.raw, console, body, query, params, raw, req)
+                except HoodyError as exc:
+                    exc.extra["executionId"] = execution_id
+                    return _json(resp, exc.status, exc.to_dict())
+            mode = magic.mode
+            if entry.is_async:
+                result = await self.executor.run_async(entry.fn, args, kwargs, timeout)
+            elif mode == "thread" or (mode == "auto" and script.offloaded):
+                result = await self.executor.run_thread(entry.fn, args, kwargs, timeout)
+            else:  # inline sync: no extra coroutine on the hot path
+                result, held = self.executor.run_inline(entry.fn, args, kwargs, timeout)
+                if held > self.executor.threshold and mode == "auto":
+                    self._offload(script, held, console)
+            if res.used or result is res:
+                streaming = await self._render(req, resp, result, res, script, console, timeout)
+            elif type(result) is dict or type(result) is list:
+                resp.content_type = "application/json"
+                resp.data = _json_encode(result)
+            else:
+                streaming = await self._value(req, resp, result, None, script, console, timeout)
         except ScriptTimeout:
             console.error(f"timed out after {magic.timeout} ms")
             return _json(resp, 504, {"error": f"Script timed out after {magic.timeout} ms", "type": "Timeout",
@@ -324,10 +352,9 @@ class ScriptsSink:
             return True
         return False
 
-    def _arguments(self, entry: Entry, r: Req, res: Res, metadata: AttrDict, shared: Shared, console: Console,
-                   body: Any, query: Any, params: dict[str, str], raw: bytes, req: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        if entry.positional:
-            return (r, res, metadata, shared, console, _AI), {}
+    def _arguments(self, entry: Entry, r: Req, res: Res, script_rel: str, hostname: str, subdomain: str,
+                   exec_id: str, magic_raw: Any, console: Console, body: Any, query: Any, params: dict[str, str],
+                   raw: bytes, req: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
         kwargs: dict[str, Any] = {}
         for p in entry.params:
             src = p.source
@@ -336,9 +363,9 @@ class ScriptsSink:
             elif src == "res":
                 kwargs[p.name] = res
             elif src == "metadata":
-                kwargs[p.name] = metadata
+                kwargs[p.name] = Metadata(r, script_rel, hostname, subdomain, exec_id, magic_raw, "http")
             elif src == "shared":
-                kwargs[p.name] = shared
+                kwargs[p.name] = Shared(self.shared, hostname)
             elif src == "console":
                 kwargs[p.name] = console
             elif src == "ai":
@@ -366,9 +393,8 @@ class ScriptsSink:
                                               or (req.content_type or "").startswith("application/json"))
         return (), kwargs
 
-    async def _run(self, script: Script, entry: Entry, args: tuple[tuple[Any, ...], dict[str, Any]],
+    async def _run(self, script: Script, entry: Entry, pos: tuple[Any, ...], kw: dict[str, Any],
                    timeout: float, console: Console) -> Any:
-        pos, kw = args
         ex = self.executor
         if entry.is_async:
             return await ex.run_async(entry.fn, pos, kw, timeout)
@@ -376,12 +402,18 @@ class ScriptsSink:
         if mode == "thread" or (mode == "auto" and script.offloaded):
             return await ex.run_thread(entry.fn, pos, kw, timeout)
         result, held = ex.run_inline(entry.fn, pos, kw, timeout)
-        if mode == "auto" and held > ex.threshold and not script.offloaded:
-            script.offloaded = True
-            log.info("%s held the event loop %.0f ms: its sync code now runs in the thread pool",
-                     script.rel, held * 1000)
-            console.info(f"held the event loop {held * 1000:.0f} ms: moved to the thread pool (@mode auto)")
+        if mode == "auto" and held > ex.threshold:
+            self._offload(script, held, console)
         return result
+
+    @staticmethod
+    def _offload(script: Script, held: float, console: Console) -> None:
+        if script.offloaded:
+            return
+        script.offloaded = True
+        log.info("%s held the event loop %.0f ms: its sync code now runs in the thread pool",
+                 script.rel, held * 1000)
+        console.info(f"held the event loop {held * 1000:.0f} ms: moved to the thread pool (@mode auto)")
 
     async def _render(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, result: Any, res: Res,
                       script: Script, console: Console, timeout: float) -> bool:
