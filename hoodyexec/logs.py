@@ -170,16 +170,27 @@ class _OutsideScripts(logging.Filter):
 
 
 _installed: list[_StreamRouter] = []
+_logging_installed = False
 
 
 def install_capture() -> None:
-    """Route print() and logging from inside executions to script logs (once per process)."""
-    if _installed:
+    """Route print() and logging from inside executions to script logs.
+
+    Idempotent; re-wraps sys.stdout/sys.stderr if something replaced them.
+    """
+    global _logging_installed
+    if not isinstance(sys.stdout, _StreamRouter):
+        out = _StreamRouter(sys.stdout, 20)
+        sys.stdout = out  # type: ignore[assignment]
+        _installed.append(out)
+    if not isinstance(sys.stderr, _StreamRouter):
+        err = _StreamRouter(sys.stderr, 40)
+        sys.stderr = err  # type: ignore[assignment]
+        _installed.append(err)
+    del _installed[:-2]
+    if _logging_installed:
         return
-    out = _StreamRouter(sys.stdout, 20)
-    err = _StreamRouter(sys.stderr, 40)
-    sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
-    _installed.extend([out, err])
+    _logging_installed = True
     root = logging.getLogger()
     kit_level = root.level or logging.WARNING
     for handler in root.handlers:  # kit handlers keep the kit's level and skip script records

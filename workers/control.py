@@ -18,6 +18,7 @@ from hoodyexec.config import Settings
 from hoodyexec.home import Home
 from hoodyexec.http.management import create_management
 from hoodyexec.link import ControlServer
+from hoodyexec.shared import SharedStore
 
 log = logging.getLogger("hoodyexec.control")
 
@@ -87,6 +88,7 @@ class ControlWorker:
                 control_pid=self.pid,
                 worker_pids=worker_pids,
                 token=self.settings.token,
+                shared=SharedStore(self.home.db),
             )
             await server.start()
         except Exception as exc:

@@ -23,7 +23,7 @@ from hoodyexec.http.scripts import HostMap, ScriptsSink
 from hoodyexec.shared import SharedStore
 
 
-def load_app(settings: Settings, home: Home, age: int = 0):  # noqa: ANN201 - an ASGI app
+def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True):  # noqa: ANN201
     # Shared state lives here; an unusable file is a boot error.
     db.connect(home.db).close()
     catalog = Catalog(home.scripts, default_timeout=settings.script_timeout)
@@ -61,6 +61,7 @@ def load_app(settings: Settings, home: Home, age: int = 0):  # noqa: ANN201 - an
         home.control_socket,
         scripts=sink,
         age=age,
+        link_client=link,
         on_broadcast={"invalidate": invalidate, "cache.clear": clear_cache},
         on_query={"scripts": status},
         on_startup=[start],

@@ -15,9 +15,11 @@ from typing import Any
 
 import falcon
 import falcon.asgi
+import msgspec
 
 from .. import __version__
-from ..errors import MethodNotAllowed, NotFound, NotImplementedYet, Unauthorized
+from ..errors import BadRequest, MethodNotAllowed, NotFound, NotImplementedYet, Unauthorized
+from ..shared import SharedStore
 from ..reference import ENDPOINTS
 from . import errors
 
@@ -68,6 +70,77 @@ class Health:
         )
 
 
+class _StateGet(msgspec.Struct, forbid_unknown_fields=False):
+    hostname: str
+    path: str | None = None
+
+
+class _StateSet(msgspec.Struct, forbid_unknown_fields=False):
+    hostname: str
+    value: Any
+    path: str | None = None
+    merge: bool = False
+
+
+class _StateClear(msgspec.Struct, forbid_unknown_fields=False):
+    hostname: str | None = None
+    path: str | None = None
+    clearAll: bool = False  # noqa: N815 - the reference's name
+
+
+async def read_body(req: falcon.asgi.Request, type_: Any) -> Any:
+    """Decode a JSON body into ``type_``; every problem is a 400 naming the field."""
+    raw = await req.stream.read()
+    if not raw:
+        raise BadRequest("a JSON body is required")
+    try:
+        return msgspec.json.decode(raw, type=type_)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"Invalid request body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest("Invalid JSON", detail=str(exc)) from None
+
+
+class SharedStateAPI:
+    """``POST /api/v1/exec/shared-state/get|set|clear``: the scripts' ``shared`` from outside."""
+
+    def __init__(self, store: SharedStore) -> None:
+        self.store = store
+
+    async def on_post_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        body = await read_body(req, _StateGet)
+        value = self.store.get(body.hostname, body.path, None)
+        exists = body.path in (None, "") or self.store.get(body.hostname, body.path, _ABSENT) is not _ABSENT
+        errors.json_response(resp, {"success": True, "hostname": body.hostname, "path": body.path or "",
+                                    "value": value, "exists": exists})
+
+    async def on_post_set(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        body = await read_body(req, _StateSet)
+        if body.merge:
+            value = self.store.merge(body.hostname, body.path, body.value)
+        else:
+            value = self.store.set(body.hostname, body.path, body.value)
+        errors.json_response(resp, {"success": True, "hostname": body.hostname, "path": body.path or "",
+                                    "value": value, "merged": body.merge})
+
+    async def on_post_clear(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        body = await read_body(req, _StateClear)
+        if body.clearAll:
+            count = self.store.clear(None)
+            return errors.json_response(resp, {"success": True, "cleared": "all", "hostnames": count})
+        if not body.hostname:
+            raise BadRequest("hostname is required unless clearAll is true")
+        if body.path:
+            removed = self.store.delete(body.hostname, body.path)
+            return errors.json_response(resp, {"success": True, "hostname": body.hostname, "path": body.path,
+                                               "cleared": removed})
+        count = self.store.clear(body.hostname)
+        errors.json_response(resp, {"success": True, "hostname": body.hostname, "cleared": count > 0})
+
+
+_ABSENT = object()
+
+
 def _template_regex(path: str) -> re.Pattern[str]:
     return re.compile("^" + re.sub(r"\\\{\w+\\\}", r"[^/]+", re.escape(path)) + "$")
 
@@ -107,10 +180,16 @@ def create_management(
     control_pid: int,
     worker_pids: WorkerPids,
     token: str | None = None,
+    shared: SharedStore | None = None,
 ) -> falcon.asgi.App:
     app = falcon.asgi.App(middleware=[TokenAuth(token)])
     errors.install(app)
     app.add_route(HEALTH_PATH, Health(started, master_pid, control_pid, worker_pids))
+    if shared is not None:
+        state = SharedStateAPI(shared)
+        app.add_route("/api/v1/exec/shared-state/get", state, suffix="get")
+        app.add_route("/api/v1/exec/shared-state/set", state, suffix="set")
+        app.add_route("/api/v1/exec/shared-state/clear", state, suffix="clear")
     app.add_sink(_unknown, prefix=r"/api/v1/exec(/|$)")
     app.add_sink(_openapi, prefix=r"/openapi\.(json|yaml)$")
     return app

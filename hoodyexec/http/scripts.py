@@ -305,8 +305,12 @@ class ScriptsSink:
             if res.used or result is res:
                 streaming = await self._render(req, resp, result, res, script, console, timeout)
             elif type(result) is dict or type(result) is list:
+                try:
+                    resp.data = _json_encode(result)
+                except TypeError as exc:
+                    raise HoodyError(f"cannot serialize the return value: {exc}", status=500,
+                                     type="SerializationError") from None
                 resp.content_type = "application/json"
-                resp.data = _json_encode(result)
             else:
                 streaming = await self._value(req, resp, result, None, script, console, timeout)
         except ScriptTimeout:

@@ -1,0 +1,59 @@
+"""In-process script environment: a temp home, the real request-worker app,
+falcon's ASGI conductor (lifespan included), no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import textwrap
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import falcon.testing
+
+from hoodyexec.config import parse_cli
+from hoodyexec.home import Home
+from workers.request import load_app
+
+
+class ScriptEnv:
+    def __init__(self, root: Path, *flags: str) -> None:
+        self.home = Home(str(root / "home"))
+        os.makedirs(self.home.instance_dir(), exist_ok=True)
+        os.makedirs(self.home.logs, exist_ok=True)
+        self.settings = parse_cli(["--home", self.home.root, *flags], {})
+
+    def write(self, rel: str, text: str, instance: str = "default/1") -> Path:
+        path = Path(self.home.scripts) / instance / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(textwrap.dedent(text))
+        os.replace(tmp, path)
+        return path
+
+    def log(self, rel: str, instance: str = "default/1") -> str:
+        name = rel[:-3] if rel.endswith(".py") else rel
+        path = Path(self.home.logs) / instance / f"{name}.log"
+        return path.read_text() if path.exists() else ""
+
+    def run(self, scenario: Callable[[falcon.testing.ASGIConductor], Awaitable[Any]]) -> Any:
+        app = load_app(self.settings, self.home, link=False)
+
+        async def main() -> Any:
+            async with falcon.testing.ASGIConductor(app) as conductor:
+                return await scenario(conductor)
+
+        return asyncio.run(main())
+
+    def get(self, path: str, **kw: Any) -> falcon.testing.Result:
+        async def go(c: falcon.testing.ASGIConductor) -> Any:
+            return await c.simulate_get(path, **kw)
+
+        return self.run(go)
+
+    def request(self, method: str, path: str, **kw: Any) -> falcon.testing.Result:
+        async def go(c: falcon.testing.ASGIConductor) -> Any:
+            return await c.simulate_request(method, path, **kw)
+
+        return self.run(go)
