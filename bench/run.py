@@ -55,10 +55,14 @@ def ensure_wrk() -> str:
         return path
     if os.geteuid() == 0 and shutil.which("apt-get"):
         print("installing wrk from Debian packages ...", flush=True)
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "wrk"], check=False, stdout=subprocess.DEVNULL
+        )
         if not shutil.which("wrk"):
             subprocess.run(["apt-get", "update", "-q"], check=False, stdout=subprocess.DEVNULL)
-            subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                ["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL
+            )
         path = shutil.which("wrk")
     if not path:
         sys.exit("wrk is needed: apt-get install wrk")
@@ -89,12 +93,19 @@ def wait_up(port: int, path: str, timeout: float = 15.0) -> None:
 
 class Server:
     def __init__(self, cmd: list[str]) -> None:
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=ROOT,
+        )
 
     def pin(self) -> None:
         if PIN:
-            subprocess.run(["taskset", "-acp", "0", str(self.proc.pid)], stdout=subprocess.DEVNULL, check=False)
+            subprocess.run(
+                ["taskset", "-acp", "0", str(self.proc.pid)], stdout=subprocess.DEVNULL, check=False
+            )
 
     def stop(self) -> None:
         try:
@@ -108,18 +119,48 @@ class Server:
 
 
 def kit_cmd(home: str, port: int, workers: int) -> list[str]:
-    return [str(BIN / "hoodyexec"), "serve", "--home", home, "--bind", f"127.0.0.1:{port}",
-            "--workers", str(workers), "--log-level", "warning", "--gunicorn-config", str(GUNICORN_CONF)]
+    return [
+        str(BIN / "hoodyexec"),
+        "serve",
+        "--home",
+        home,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--gunicorn-config",
+        str(GUNICORN_CONF),
+    ]
 
 
 def baseline_cmd(port: int, workers: int) -> list[str]:
-    return [str(BIN / "gunicorn"), "-c", str(GUNICORN_CONF), "--bind", f"127.0.0.1:{port}",
-            "--workers", str(workers), "--log-level", "warning", "--no-control-socket",
-            "--chdir", str(ROOT / "bench"), "baseline_app:app"]
+    return [
+        str(BIN / "gunicorn"),
+        "-c",
+        str(GUNICORN_CONF),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-control-socket",
+        "--chdir",
+        str(ROOT / "bench"),
+        "baseline_app:app",
+    ]
 
 
-def wrk(wrk_bin: str, url: str, seconds: float, conns: int, host: str | None = None,
-        script: str | None = None) -> float:
+def wrk(
+    wrk_bin: str,
+    url: str,
+    seconds: float,
+    conns: int,
+    host: str | None = None,
+    script: str | None = None,
+) -> float:
     cmd = [wrk_bin, "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s"]
     if host:
         cmd += ["-H", f"Host: {host}"]
@@ -178,8 +219,10 @@ def main() -> None:
             folder.mkdir(exist_ok=True)
             (folder / f"s{i}.py").write_text(TRIVIAL_BODY)
         lua = Path(home) / "spread.lua"
-        lua.write_text("local i = 0\nrequest = function()\n  i = (i + 1) % 1000\n"
-                       "  return wrk.format('GET', '/g' .. (i % 10) .. '/s' .. i)\nend\n")
+        lua.write_text(
+            "local i = 0\nrequest = function()\n  i = (i + 1) % 1000\n"
+            "  return wrk.format('GET', '/g' .. (i % 10) .. '/s' .. i)\nend\n"
+        )
 
         kp, bp = free_port(), free_port()
         t0 = time.monotonic()
@@ -193,7 +236,9 @@ def main() -> None:
             health = json.loads(get(kp, "/api/v1/exec/health")[1])
             import psutil
 
-            results["idle_worker_rss_mb"] = round(max(psutil.Process(p).memory_info().rss for p in health["workers"]) / 2**20, 1)
+            results["idle_worker_rss_mb"] = round(
+                max(psutil.Process(p).memory_info().rss for p in health["workers"]) / 2**20, 1
+            )
             kit.pin()
             base.pin()
             # warm every target (and compile every script) before measuring
@@ -211,7 +256,9 @@ def main() -> None:
             rounds: dict[str, list[float]] = {name: [] for name in targets}
             for _ in range(args.rounds):
                 for name, (url, host, script) in targets.items():
-                    rounds[name].append(wrk(wrk_bin, url, args.seconds, args.connections, host, script))
+                    rounds[name].append(
+                        wrk(wrk_bin, url, args.seconds, args.connections, host, script)
+                    )
             med = {name: statistics.median(v) for name, v in rounds.items()}
             results["rps_median"] = {k: round(v) for k, v in med.items()}
             results["rps_rounds"] = {k: [round(x) for x in v] for k, v in rounds.items()}
@@ -241,8 +288,10 @@ def main() -> None:
                 if json.loads(body) != {"v": i}:
                     raise RuntimeError(f"rewrite {i}: stale answer {body!r}")
             results["write_to_first_answer_ms"] = {
-                "new_file_p50": round(pct(lat, 0.5), 2), "new_file_p99": round(pct(lat, 0.99), 2),
-                "rewrite_p50": round(pct(rewrite, 0.5), 2), "rewrite_p99": round(pct(rewrite, 0.99), 2),
+                "new_file_p50": round(pct(lat, 0.5), 2),
+                "new_file_p99": round(pct(lat, 0.99), 2),
+                "rewrite_p50": round(pct(rewrite, 0.5), 2),
+                "rewrite_p99": round(pct(rewrite, 0.99), 2),
             }
         finally:
             kit.stop()

@@ -30,10 +30,24 @@ from .routes import SKIP_DIRS, Route
 log = logging.getLogger("hoodyexec.catalog")
 
 _WATCH = (
-    flags.CREATE | flags.DELETE | flags.MOVED_FROM | flags.MOVED_TO | flags.CLOSE_WRITE
-    | flags.MODIFY | flags.ATTRIB | flags.DELETE_SELF | flags.MOVE_SELF
+    flags.CREATE
+    | flags.DELETE
+    | flags.MOVED_FROM
+    | flags.MOVED_TO
+    | flags.CLOSE_WRITE
+    | flags.MODIFY
+    | flags.ATTRIB
+    | flags.DELETE_SELF
+    | flags.MOVE_SELF
 )
-_STRUCTURAL = flags.CREATE | flags.DELETE | flags.MOVED_FROM | flags.MOVED_TO | flags.DELETE_SELF | flags.MOVE_SELF
+_STRUCTURAL = (
+    flags.CREATE
+    | flags.DELETE
+    | flags.MOVED_FROM
+    | flags.MOVED_TO
+    | flags.DELETE_SELF
+    | flags.MOVE_SELF
+)
 
 
 class Instance:
@@ -136,7 +150,9 @@ class Watcher:
 class Catalog:
     """Every instance this worker has served, kept fresh."""
 
-    def __init__(self, scripts_root: str, *, watch: bool = True, default_timeout: int = 30000) -> None:
+    def __init__(
+        self, scripts_root: str, *, watch: bool = True, default_timeout: int = 30000
+    ) -> None:
         self.root = os.path.abspath(scripts_root)
         self.instances: dict[tuple[str, str], Instance] = {}
         self.default_timeout = default_timeout
@@ -149,7 +165,9 @@ class Catalog:
         key = (subdomain, exec_id)
         inst = self.instances.get(key)
         if inst is None:
-            inst = self.instances[key] = Instance(subdomain, exec_id, os.path.join(self.root, subdomain, exec_id))
+            inst = self.instances[key] = Instance(
+                subdomain, exec_id, os.path.join(self.root, subdomain, exec_id)
+            )
         return inst
 
     # -- freshness ------------------------------------------------------------
@@ -197,7 +215,9 @@ class Catalog:
         else:
             inst.drop(rel_file)
 
-    def invalidate(self, subdomain: str | None = None, exec_id: str | None = None, rel: str | None = None) -> None:
+    def invalidate(
+        self, subdomain: str | None = None, exec_id: str | None = None, rel: str | None = None
+    ) -> None:
         for (sub, eid), inst in self.instances.items():
             if (subdomain is None or sub == subdomain) and (exec_id is None or eid == exec_id):
                 inst.structure_changed()
@@ -228,7 +248,10 @@ class Catalog:
             with open(path, encoding="utf-8") as fh:
                 source = fh.read()
             script = compiler.load(
-                path, rel, identity, source,
+                path,
+                rel,
+                identity,
+                source,
                 route_params=route.params,
                 module_name=f"hoodyexec.scripts.{inst.subdomain}.{inst.exec_id}.{rel[:-3].replace('/', '.')}",
                 importer=_PrivateImporter(self, inst, os.path.dirname(path)),
@@ -263,7 +286,9 @@ class _PrivateImporter:
         self.inst = inst
         self.folder = folder
 
-    def __call__(self, name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+    def __call__(
+        self, name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
+    ) -> Any:
         if level == 0 and name[:1] == "_" and name[:2] != "__":
             top = name.split(".", 1)[0]
             module = self._private(top)
@@ -281,11 +306,18 @@ class _PrivateImporter:
         folder = self.folder
         found = None
         while True:
-            for candidate in (os.path.join(folder, top + ".py"), os.path.join(folder, top, "__init__.py")):
+            for candidate in (
+                os.path.join(folder, top + ".py"),
+                os.path.join(folder, top, "__init__.py"),
+            ):
                 if os.path.isfile(candidate):
                     found = candidate
                     break
-            if found or os.path.normpath(folder) == os.path.normpath(self.inst.root) or folder == "/":
+            if (
+                found
+                or os.path.normpath(folder) == os.path.normpath(self.inst.root)
+                or folder == "/"
+            ):
                 break
             folder = os.path.dirname(folder)
         if found is None:
@@ -293,12 +325,18 @@ class _PrivateImporter:
             return None
         modname = f"hoodyexec.private.{self.inst.subdomain}.{self.inst.exec_id}.{abs(hash(found)):x}.{top}"
         spec = importlib.util.spec_from_file_location(
-            modname, found, submodule_search_locations=[os.path.dirname(found)] if found.endswith("__init__.py") else None
+            modname,
+            found,
+            submodule_search_locations=[os.path.dirname(found)]
+            if found.endswith("__init__.py")
+            else None,
         )
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        module.__dict__["__builtins__"] = dict(builtins.__dict__, __import__=_PrivateImporter(
-            self.catalog, self.inst, os.path.dirname(found)))
+        module.__dict__["__builtins__"] = dict(
+            builtins.__dict__,
+            __import__=_PrivateImporter(self.catalog, self.inst, os.path.dirname(found)),
+        )
         sys.modules[modname] = module
         try:
             spec.loader.exec_module(module)

@@ -63,7 +63,9 @@ class Entry:
 
     __slots__ = ("fn", "name", "params", "is_async", "is_gen", "is_async_gen", "positional")
 
-    def __init__(self, fn: Callable[..., Any], name: str, params: list[Param], positional: bool = False) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], name: str, params: list[Param], positional: bool = False
+    ) -> None:
         self.fn = fn
         self.name = name
         self.params = params
@@ -77,8 +79,20 @@ class Script:
     """A compiled script version; kept by each worker until the file changes."""
 
     __slots__ = (
-        "path", "rel", "identity", "magic", "shape", "entries", "namespace",
-        "allow", "offloaded", "source", "route", "guarded", "log_min", "log",
+        "path",
+        "rel",
+        "identity",
+        "magic",
+        "shape",
+        "entries",
+        "namespace",
+        "allow",
+        "offloaded",
+        "source",
+        "route",
+        "guarded",
+        "log_min",
+        "log",
     )
 
     def __init__(self, path: str, rel: str, identity: tuple[int, int, int], source: str) -> None:
@@ -168,7 +182,9 @@ def analyse(tree: ast.Module) -> dict[str, Any]:
         "async": top.has_await if shape == "body" else None,
         "generator": top.has_yield if shape == "body" else None,
         "methods": methods if shape == "methods" else [],
-        "handler": ("handler" if "handler" in functions else "main") if shape == "handler" else None,
+        "handler": ("handler" if "handler" in functions else "main")
+        if shape == "handler"
+        else None,
     }
 
 
@@ -182,7 +198,10 @@ def parse(source: str, filename: str) -> ast.Module:
 def _syntax_error(exc: SyntaxError) -> ScriptLoadError:
     line = exc.lineno or 0
     return ScriptLoadError(
-        f"SyntaxError: {exc.msg} (line {line})", type="SyntaxError", line=line, column=exc.offset or 0
+        f"SyntaxError: {exc.msg} (line {line})",
+        type="SyntaxError",
+        line=line,
+        column=exc.offset or 0,
     )
 
 
@@ -191,8 +210,13 @@ def _body_module(tree: ast.Module, is_async: bool) -> ast.Module:
     future = [s for s in tree.body if isinstance(s, ast.ImportFrom) and s.module == "__future__"]
     body = [s for s in tree.body if s not in future] or [ast.Pass()]
     args = ast.arguments(
-        posonlyargs=[], args=[ast.arg(arg=n) for n in BODY_ARGS], vararg=None,
-        kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[],
+        posonlyargs=[],
+        args=[ast.arg(arg=n) for n in BODY_ARGS],
+        vararg=None,
+        kwonlyargs=[],
+        kw_defaults=[],
+        kwarg=None,
+        defaults=[],
     )
     cls = ast.AsyncFunctionDef if is_async else ast.FunctionDef
     first = body[0]
@@ -219,12 +243,16 @@ def _structured(tp: Any) -> bool:
     )
 
 
-def plan(fn: Callable[..., Any], route_params: tuple[str, ...], namespace: dict[str, Any]) -> list[Param]:
+def plan(
+    fn: Callable[..., Any], route_params: tuple[str, ...], namespace: dict[str, Any]
+) -> list[Param]:
     sig = inspect.signature(fn)
     try:
         hints = typing.get_type_hints(fn, globalns=namespace)
     except Exception as exc:  # noqa: BLE001 - any failure is the script's
-        raise ScriptLoadError(f"cannot resolve annotations of {fn.__name__}(): {exc}", type="AnnotationError") from None
+        raise ScriptLoadError(
+            f"cannot resolve annotations of {fn.__name__}(): {exc}", type="AnnotationError"
+        ) from None
     params = []
     for p in sig.parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
@@ -232,7 +260,9 @@ def plan(fn: Callable[..., Any], route_params: tuple[str, ...], namespace: dict[
         tp = hints.get(p.name, inspect.Parameter.empty)
         has_default = p.default is not inspect.Parameter.empty
         if p.name in route_params:
-            params.append(Param(p.name, "route", tp if _is_typed(tp) and tp is not str else None, has_default))
+            params.append(
+                Param(p.name, "route", tp if _is_typed(tp) and tp is not str else None, has_default)
+            )
         elif p.name in ("body", "query") and _is_typed(tp) and tp not in (dict, bytes, str, object):
             params.append(Param(p.name, "typed-" + p.name, tp, has_default))
         elif p.name in CONTEXT_NAMES:
@@ -269,12 +299,16 @@ def load(
     if problems:
         first = problems[0]
         raise ScriptLoadError(
-            f"Invalid magic comment: {first}", type="MagicCommentError", line=first.line,
+            f"Invalid magic comment: {first}",
+            type="MagicCommentError",
+            line=first.line,
             problems=[str(p) for p in problems],
         )
     script.magic = magic
     script.guarded = (not magic.enabled) or magic.cors is not None or magic.token is not None
-    script.log_min = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "off": 100}[magic.log_level]
+    script.log_min = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "off": 100}[
+        magic.log_level
+    ]
     tree = parse(source, path)
     facts = analyse(tree)
     script.shape = facts["shape"]
@@ -301,7 +335,8 @@ def load(
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         raise ScriptLoadError(
-            f"{type(exc).__name__} while loading the script: {exc}", type=type(exc).__name__,
+            f"{type(exc).__name__} while loading the script: {exc}",
+            type=type(exc).__name__,
             line=_error_line(exc, path),
         ) from exc
     if script.shape == "body":

@@ -77,24 +77,38 @@ class Settings(msgspec.Struct, rename="kebab", forbid_unknown_fields=True, kw_on
         bool, msgspec.Meta(description="Write an access log line per request to stderr.")
     ] = False
     max_body_size: Annotated[
-        int, msgspec.Meta(ge=0, description="Largest request body a script accepts, in bytes (413 above).")
+        int,
+        msgspec.Meta(
+            ge=0, description="Largest request body a script accepts, in bytes (413 above)."
+        ),
     ] = 10 * 1024 * 1024
     max_concurrency: Annotated[
-        int, msgspec.Meta(ge=1, description="Script executions in flight per request worker before 503.")
+        int,
+        msgspec.Meta(
+            ge=1, description="Script executions in flight per request worker before 503."
+        ),
     ] = 512
     script_timeout: Annotated[
         int, msgspec.Meta(ge=1, description="Default script time limit in ms (@timeout overrides).")
     ] = 30000
     threads: Annotated[
-        int, msgspec.Meta(ge=1, le=1024, description="Thread pool size per request worker for sync scripts.")
+        int,
+        msgspec.Meta(
+            ge=1, le=1024, description="Thread pool size per request worker for sync scripts."
+        ),
     ] = 32
     inline_threshold_ms: Annotated[
         float,
-        msgspec.Meta(ge=0, description="@mode auto: sync code holding the loop longer than this moves to the pool."),
+        msgspec.Meta(
+            ge=0,
+            description="@mode auto: sync code holding the loop longer than this moves to the pool.",
+        ),
     ] = 20.0
     host_pattern: Annotated[
         str,
-        msgspec.Meta(description="Regex on the Host header with groups subdomain and execId (unmatched: default/1)."),
+        msgspec.Meta(
+            description="Regex on the Host header with groups subdomain and execId (unmatched: default/1)."
+        ),
     ] = r"^(?:(?P<subdomain>[A-Za-z0-9_-]+)\.)?exec-(?P<execId>[A-Za-z0-9_-]+)(?:[.:]|$)"
     gunicorn_config: Annotated[
         str | None,

@@ -149,7 +149,9 @@ class _Job:
 class ThreadPool:
     """Daemon threads (a stuck one never blocks process exit), each job interruptible."""
 
-    def __init__(self, size: int, on_stuck_limit: Callable[[], None] | None = None, stuck_limit: int = 8) -> None:
+    def __init__(
+        self, size: int, on_stuck_limit: Callable[[], None] | None = None, stuck_limit: int = 8
+    ) -> None:
         self.size = size
         self.stuck_limit = stuck_limit
         self.on_stuck_limit = on_stuck_limit
@@ -207,7 +209,9 @@ class ThreadPool:
         with self._lock:
             if job.done or job.thread is None:
                 return False
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(job.thread), ctypes.py_object(ScriptTimeout))
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(job.thread), ctypes.py_object(ScriptTimeout)
+            )
             return True
 
     def mark_stuck(self, job: _Job) -> None:
@@ -231,7 +235,9 @@ def recycle_self() -> None:
 class Executor:
     """Runs script callables in the right place with the right time limit."""
 
-    def __init__(self, threads: int = 32, threshold: float = 0.020, stuck_grace: float = 2.0) -> None:
+    def __init__(
+        self, threads: int = 32, threshold: float = 0.020, stuck_grace: float = 2.0
+    ) -> None:
         self.threshold = threshold
         self.stuck_grace = stuck_grace
         self.pool = ThreadPool(threads, on_stuck_limit=recycle_self)
@@ -243,8 +249,9 @@ class Executor:
         self.watchdog = Watchdog(loop)
         self.watchdog.start()
 
-    async def run_async(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                        timeout: float) -> Any:
+    async def run_async(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float
+    ) -> Any:
         wd = self.watchdog
         task = _current_task(self.loop) if wd is not None else None
         if task is None or wd is None:  # not started (in-process tests): plain asyncio timeout
@@ -263,8 +270,9 @@ class Executor:
         finally:
             wd.disarm(task)
 
-    def run_inline(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                   timeout: float) -> tuple[Any, float]:
+    def run_inline(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float
+    ) -> tuple[Any, float]:
         """Returns (result, seconds it held the loop)."""
         wd = self.watchdog
         task = _current_task(self.loop) if wd is not None else None
@@ -277,8 +285,9 @@ class Executor:
                 wd.disarm(task)  # type: ignore[union-attr]
         return fn(*args, **kwargs), time.monotonic() - t0
 
-    async def run_thread(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                         timeout: float) -> Any:
+    async def run_thread(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float
+    ) -> Any:
         ctx = contextvars.copy_context()
         job = self.pool.submit(ctx.run, _call, fn, args, kwargs)
         try:

@@ -76,7 +76,9 @@ class Console:
 
     def _emit(self, level: int, args: tuple[Any, ...]) -> None:
         if level >= self._min:
-            self._log.write(level, self._id, " ".join(a if isinstance(a, str) else _fmt(a) for a in args))
+            self._log.write(
+                level, self._id, " ".join(a if isinstance(a, str) else _fmt(a) for a in args)
+            )
 
     def log(self, *args: Any) -> None:
         self._emit(20, args)
@@ -108,7 +110,9 @@ def _fmt(value: Any) -> str:
 
 
 # The execution a print()/logging call belongs to.
-current: contextvars.ContextVar[Console | None] = contextvars.ContextVar("hoodyexec_console", default=None)
+current: contextvars.ContextVar[Console | None] = contextvars.ContextVar(
+    "hoodyexec_console", default=None
+)
 
 
 class _StreamRouter(io.TextIOBase):
@@ -226,5 +230,7 @@ class LogBook:
         log = self._logs.get(key)
         if log is None:
             name = rel[:-3] if rel.endswith(".py") else rel
-            log = self._logs[key] = ScriptLog(os.path.join(self.root, subdomain, exec_id, name + ".log"))
+            log = self._logs[key] = ScriptLog(
+                os.path.join(self.root, subdomain, exec_id, name + ".log")
+            )
         return log

@@ -122,11 +122,35 @@ def _token(v: str) -> str:
 
 # name -> (parser, type, description, example, default)
 _TABLE: dict[str, tuple[Callable[[str], Any], str, str, str, Any]] = {
-    "description": (_text, "string", "What the script does (listings, OpenAPI).", "Greeting handler", None),
+    "description": (
+        _text,
+        "string",
+        "What the script does (listings, OpenAPI).",
+        "Greeting handler",
+        None,
+    ),
     "cors": (_cors, "list[string]", "Allowed origins (* or a list); answers preflight.", "*", None),
-    "timeout": (_int(1, 3_600_000), "integer (ms)", "Per-request time limit; 504 when exceeded.", "5000", 30000),
-    "schedule": (_schedule, "cron (5 fields, UTC)", "Run the script on a schedule.", "*/5 * * * *", None),
-    "token": (_token, "string | env:NAME", "Require this token (Bearer, X-Hoody-Token or ?token=).", "env:HOOK_TOKEN", None),
+    "timeout": (
+        _int(1, 3_600_000),
+        "integer (ms)",
+        "Per-request time limit; 504 when exceeded.",
+        "5000",
+        30000,
+    ),
+    "schedule": (
+        _schedule,
+        "cron (5 fields, UTC)",
+        "Run the script on a schedule.",
+        "*/5 * * * *",
+        None,
+    ),
+    "token": (
+        _token,
+        "string | env:NAME",
+        "Require this token (Bearer, X-Hoody-Token or ?token=).",
+        "env:HOOK_TOKEN",
+        None,
+    ),
     "websocket": (_bool, "boolean", "The script accepts WebSocket connections.", "true", False),
     "log-level": (
         _choice("debug", "info", "warn", "warning", "error", "off"),
@@ -135,14 +159,44 @@ _TABLE: dict[str, tuple[Callable[[str], Any], str, str, str, Any]] = {
         "info",
         "debug",
     ),
-    "log-request-body": (_bool, "boolean", "Write each request body to the script's log.", "true", False),
+    "log-request-body": (
+        _bool,
+        "boolean",
+        "Write each request body to the script's log.",
+        "true",
+        False,
+    ),
     "ai-model": (_text, "string", "Model for the ai helper.", "gpt-4o-mini", None),
-    "ai-temperature": (_float(0.0, 2.0), "number", "Sampling temperature for the ai helper.", "0.7", None),
-    "ai-max-tokens": (_int(1, 1_000_000), "integer", "Token limit for the ai helper.", "2048", None),
-    "ai-key": (_token, "string | env:NAME", "API key for the ai helper.", "env:OPENAI_API_KEY", None),
+    "ai-temperature": (
+        _float(0.0, 2.0),
+        "number",
+        "Sampling temperature for the ai helper.",
+        "0.7",
+        None,
+    ),
+    "ai-max-tokens": (
+        _int(1, 1_000_000),
+        "integer",
+        "Token limit for the ai helper.",
+        "2048",
+        None,
+    ),
+    "ai-key": (
+        _token,
+        "string | env:NAME",
+        "API key for the ai helper.",
+        "env:OPENAI_API_KEY",
+        None,
+    ),
     "label": (_text, "string", "A label to filter listings by.", "billing", None),
     "tags": (_list, "list[string]", "Tags to filter listings by.", "webhook, github", None),
-    "mode": (_choice("auto", "inline", "thread"), "auto|inline|thread", "Where sync code runs.", "thread", "auto"),
+    "mode": (
+        _choice("auto", "inline", "thread"),
+        "auto|inline|thread",
+        "Where sync code runs.",
+        "thread",
+        "auto",
+    ),
     "enabled": (_bool, "boolean", "false: answers 404 as if absent (still listed).", "false", True),
 }
 
@@ -195,7 +249,9 @@ def parse(source: str, *, default_timeout: int = 30000) -> tuple[Magic, list[Mag
         name, value = m.group(1).lower(), m.group(2) or ""
         entry = _TABLE.get(name)
         if entry is None:
-            errors.append(MagicError(number, name, f"unknown magic comment (known: {', '.join(_TABLE)})"))
+            errors.append(
+                MagicError(number, name, f"unknown magic comment (known: {', '.join(_TABLE)})")
+            )
             continue
         if name in values:
             errors.append(MagicError(number, name, f"given twice (first on line {lines[name]})"))

@@ -35,7 +35,9 @@ class NotRoutable(ValueError):
 
 
 def is_reserved(path: str) -> bool:
-    return path == RESERVED_PREFIX or path.startswith(RESERVED_PREFIX + "/") or path in RESERVED_EXACT
+    return (
+        path == RESERVED_PREFIX or path.startswith(RESERVED_PREFIX + "/") or path in RESERVED_EXACT
+    )
 
 
 def is_private(rel: str) -> bool:

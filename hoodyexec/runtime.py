@@ -64,7 +64,18 @@ class Req:
     ``remote_addr``; views of it are computed on first use only.
     """
 
-    __slots__ = ("method", "path", "query", "params", "body", "raw", "id", "_src", "_headers", "_cookies")
+    __slots__ = (
+        "method",
+        "path",
+        "query",
+        "params",
+        "body",
+        "raw",
+        "id",
+        "_src",
+        "_headers",
+        "_cookies",
+    )
 
     def __init__(
         self,
@@ -115,7 +126,9 @@ class Req:
         return self._cookies
 
     def json(self) -> Any:
-        return self.body if not isinstance(self.body, bytes | str) else json.loads(self.raw or b"null")
+        return (
+            self.body if not isinstance(self.body, bytes | str) else json.loads(self.raw or b"null")
+        )
 
     def __repr__(self) -> str:
         return f"<Req {self.method} {self.path}>"
@@ -125,16 +138,44 @@ class Metadata(Mapping[str, Any]):
     """``metadata``: attribute and key access (``metadata.query``, ``metadata["query"]``)."""
 
     __slots__ = (
-        "query", "parameters", "path", "method", "executionId", "script", "hostname",
-        "subdomain", "execId", "magic", "trigger", "_req",
+        "query",
+        "parameters",
+        "path",
+        "method",
+        "executionId",
+        "script",
+        "hostname",
+        "subdomain",
+        "execId",
+        "magic",
+        "trigger",
+        "_req",
     )
     KEYS = (
-        "query", "parameters", "path", "method", "headers", "executionId", "script", "hostname",
-        "subdomain", "execId", "magic", "trigger",
+        "query",
+        "parameters",
+        "path",
+        "method",
+        "headers",
+        "executionId",
+        "script",
+        "hostname",
+        "subdomain",
+        "execId",
+        "magic",
+        "trigger",
     )
 
-    def __init__(self, req: Req, script: str, hostname: str, subdomain: str, exec_id: str,
-                 magic: Mapping[str, Any], trigger: str) -> None:
+    def __init__(
+        self,
+        req: Req,
+        script: str,
+        hostname: str,
+        subdomain: str,
+        exec_id: str,
+        magic: Mapping[str, Any],
+        trigger: str,
+    ) -> None:
         self._req = req
         self.query = req.query
         self.parameters = req.params
@@ -175,7 +216,16 @@ class Metadata(Mapping[str, Any]):
 class Res:
     """Chainable response builder. When a script used it, it wins over the return value."""
 
-    __slots__ = ("used", "status_code", "headers", "cookies", "body", "content_type", "kind", "iterable")
+    __slots__ = (
+        "used",
+        "status_code",
+        "headers",
+        "cookies",
+        "body",
+        "content_type",
+        "kind",
+        "iterable",
+    )
 
     def __init__(self) -> None:
         self.used = False
@@ -269,7 +319,9 @@ class Res:
         self.cookies.append("; ".join(parts))
         return self
 
-    def stream(self, iterable: Iterable[Any] | AsyncIterable[Any], content_type: str | None = None) -> Res:
+    def stream(
+        self, iterable: Iterable[Any] | AsyncIterable[Any], content_type: str | None = None
+    ) -> Res:
         self.used = True
         self.kind = "stream"
         self.iterable = iterable

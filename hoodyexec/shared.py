@@ -68,7 +68,9 @@ def _container(doc: dict[str, Any], parts: list[str]) -> Any:
 def _assign(node: Any, key: str, value: Any) -> None:
     if isinstance(node, dict):
         node[key] = value
-    elif isinstance(node, list) and key.lstrip("-").isdigit() and -len(node) <= int(key) < len(node):
+    elif (
+        isinstance(node, list) and key.lstrip("-").isdigit() and -len(node) <= int(key) < len(node)
+    ):
         node[int(key)] = value
     else:
         raise BadRequest(f"cannot set {key!r} on a {type(node).__name__}")
@@ -105,20 +107,28 @@ class SharedStore:
 
     def document(self, hostname: str) -> dict[str, Any]:
         with self._lock:
-            row = self._db().execute("SELECT doc FROM shared_state WHERE hostname = ?", (hostname,)).fetchone()
+            row = (
+                self._db()
+                .execute("SELECT doc FROM shared_state WHERE hostname = ?", (hostname,))
+                .fetchone()
+            )
         return _decode(row[0]) if row else {}
 
     def get(self, hostname: str, path: str | None = None, default: Any = None) -> Any:
         value = get_in(self.document(hostname), split(path))
         return default if value is _MISSING else value
 
-    def update(self, hostname: str, change: Callable[[dict[str, Any]], tuple[dict[str, Any], Any]]) -> Any:
+    def update(
+        self, hostname: str, change: Callable[[dict[str, Any]], tuple[dict[str, Any], Any]]
+    ) -> Any:
         """Run ``change(doc) -> (new_doc, result)`` atomically; returns ``result``."""
         with self._lock:
             conn = self._db()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                row = conn.execute("SELECT doc FROM shared_state WHERE hostname = ?", (hostname,)).fetchone()
+                row = conn.execute(
+                    "SELECT doc FROM shared_state WHERE hostname = ?", (hostname,)
+                ).fetchone()
                 doc = _decode(row[0]) if row else {}
                 new, result = change(doc)
                 conn.execute(
@@ -173,7 +183,11 @@ class SharedStore:
             if isinstance(parent, dict) and key in parent:
                 del parent[key]
                 return doc, True
-            if isinstance(parent, list) and key.lstrip("-").isdigit() and -len(parent) <= int(key) < len(parent):
+            if (
+                isinstance(parent, list)
+                and key.lstrip("-").isdigit()
+                and -len(parent) <= int(key) < len(parent)
+            ):
                 del parent[int(key)]
                 return doc, True
             return doc, False

@@ -17,27 +17,41 @@ def env(tmp_path):
 
 # -- shapes -------------------------------------------------------------------
 def test_body_mode_return_and_metadata(env):
-    env.write("hello.py", """\
+    env.write(
+        "hello.py",
+        """\
         # @description Greeting
         return {"hi": metadata.query.get("name", "world"), "trigger": metadata["trigger"],
                 "script": metadata.script, "method": metadata.method, "path": metadata.path,
                 "exec": [metadata.subdomain, metadata.execId], "id": metadata.executionId == req.id,
                 "magic": metadata.magic}
-        """)
+        """,
+    )
     r = env.get("/hello", params={"name": "ann"})
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
-    assert r.json == {"hi": "ann", "trigger": "http", "script": "hello.py", "method": "GET", "path": "/hello",
-                      "exec": ["default", "1"], "id": True, "magic": {"description": "Greeting"}}
+    assert r.json == {
+        "hi": "ann",
+        "trigger": "http",
+        "script": "hello.py",
+        "method": "GET",
+        "path": "/hello",
+        "exec": ["default", "1"],
+        "id": True,
+        "magic": {"description": "Greeting"},
+    }
 
 
 def test_body_mode_top_level_await_and_globals_persist(env):
-    env.write("count.py", """\
+    env.write(
+        "count.py",
+        """\
         import asyncio
         global n
         n = globals().get("n", 0) + 1
         await asyncio.sleep(0)
         return {"n": n}
-        """)
+        """,
+    )
 
     async def go(c):
         return [(await c.simulate_get("/count")).json["n"] for _ in range(3)]
@@ -46,13 +60,16 @@ def test_body_mode_top_level_await_and_globals_persist(env):
 
 
 def test_handler_mode_runs_module_once_and_injects(env):
-    env.write("api/users/[id].py", """\
+    env.write(
+        "api/users/[id].py",
+        """\
         loads = 0
         loads += 1
         def handler(req, id, query, body, params, metadata, shared, console, res):
             return {"id": id, "loads": loads, "query": query, "body": body, "params": params,
                     "host": metadata.hostname}
-        """)
+        """,
+    )
 
     async def go(c):
         a = await c.simulate_post("/api/users/42", params={"x": "1"}, json={"k": [1]})
@@ -60,33 +77,49 @@ def test_handler_mode_runs_module_once_and_injects(env):
         return a, b
 
     a, b = env.run(go)
-    assert a.json == {"id": "42", "loads": 1, "query": {"x": "1"}, "body": {"k": [1]}, "params": {"id": "42"},
-                      "host": "falconframework.org"}
+    assert a.json == {
+        "id": "42",
+        "loads": 1,
+        "query": {"x": "1"},
+        "body": {"k": [1]},
+        "params": {"id": "42"},
+        "host": "falconframework.org",
+    }
     assert b.json["loads"] == 1 and b.json["id"] == "7" and b.json["body"] is None
 
 
 def test_async_main_and_typed_route_param(env):
-    env.write("sq/[n].py", """\
+    env.write(
+        "sq/[n].py",
+        """\
         async def main(n: int):
             return n * n
-        """)
+        """,
+    )
     assert env.get("/sq/12").json == 144
     r = env.get("/sq/abc")
     assert r.status_code == 400 and r.json["field"] == "$.n" and "executionId" in r.json
 
 
 def test_method_functions_and_405(env):
-    env.write("items.py", """\
+    env.write(
+        "items.py",
+        """\
         def GET():
             return ["a"]
         def POST(body):
             return {"got": body}, 201
-        """)
+        """,
+    )
 
     async def go(c):
-        return (await c.simulate_get("/items"), await c.simulate_post("/items", json={"x": 1}),
-                await c.simulate_delete("/items"), await c.simulate_head("/items"),
-                await c.simulate_options("/items"))
+        return (
+            await c.simulate_get("/items"),
+            await c.simulate_post("/items", json={"x": 1}),
+            await c.simulate_delete("/items"),
+            await c.simulate_head("/items"),
+            await c.simulate_options("/items"),
+        )
 
     get, post, delete, head, options = env.run(go)
     assert get.json == ["a"]
@@ -98,7 +131,9 @@ def test_method_functions_and_405(env):
 
 
 def test_typed_body_struct_dataclass_typeddict(env):
-    env.write("typed.py", """\
+    env.write(
+        "typed.py",
+        """\
         import dataclasses
         from typing import TypedDict
         import msgspec
@@ -122,7 +157,8 @@ def test_typed_body_struct_dataclass_typeddict(env):
 
         def PUT(note: Note):
             return note
-        """)
+        """,
+    )
 
     async def go(c):
         return (
@@ -132,8 +168,11 @@ def test_typed_body_struct_dataclass_typeddict(env):
             await c.simulate_get("/typed", params={"limit": "5"}),
             await c.simulate_get("/typed", params={"limit": "lots"}),
             await c.simulate_put("/typed", json={"text": "hi"}),
-            await c.simulate_post("/typed", body="name=y&qty=4",
-                                  headers={"content-type": "application/x-www-form-urlencoded"}),
+            await c.simulate_post(
+                "/typed",
+                body="name=y&qty=4",
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            ),
         )
 
     ok, bad_type, missing, q_ok, q_bad, td, form = env.run(go)
@@ -154,25 +193,37 @@ def test_uninjectable_parameter_is_a_clear_500(env):
 
 # -- request parsing ---------------------------------------------------------
 def test_request_body_kinds(env):
-    env.write("echo.py", """\
+    env.write(
+        "echo.py",
+        """\
         return {"type": type(req.body).__name__, "body": req.body if not isinstance(req.body, bytes)
                 else req.body.hex(), "raw": len(req.raw), "ct": req.headers["CONTENT-TYPE"] if "content-type" in req.headers else None,
                 "cookies": req.cookies, "client": req.client}
-        """)
+        """,
+    )
 
     async def go(c):
         return (
             await c.simulate_post("/echo", json={"a": 1}),
             await c.simulate_post("/echo", body="hello", headers={"content-type": "text/plain"}),
-            await c.simulate_post("/echo", body=b"\x00\x01", headers={"content-type": "application/octet-stream"}),
-            await c.simulate_post("/echo", body="a=1&a=2&b=", headers={"content-type": "application/x-www-form-urlencoded"}),
+            await c.simulate_post(
+                "/echo", body=b"\x00\x01", headers={"content-type": "application/octet-stream"}
+            ),
+            await c.simulate_post(
+                "/echo",
+                body="a=1&a=2&b=",
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            ),
             await c.simulate_get("/echo", headers={"cookie": "s=abc; t=1"}),
-            await c.simulate_post("/echo", body="{oops", headers={"content-type": "application/json"}),
+            await c.simulate_post(
+                "/echo", body="{oops", headers={"content-type": "application/json"}
+            ),
             await c.simulate_post(
                 "/echo",
                 body=b'--XX\r\nContent-Disposition: form-data; name="f"; filename="a.txt"\r\nContent-Type: text/plain\r\n\r\nhey\r\n'
-                     b'--XX\r\nContent-Disposition: form-data; name="t"\r\n\r\nval\r\n--XX--\r\n',
-                headers={"content-type": "multipart/form-data; boundary=XX"}),
+                b'--XX\r\nContent-Disposition: form-data; name="t"\r\n\r\nval\r\n--XX--\r\n',
+                headers={"content-type": "multipart/form-data; boundary=XX"},
+            ),
         )
 
     js, text, binary, form, get, bad, multi = env.run(go)
@@ -182,7 +233,9 @@ def test_request_body_kinds(env):
     assert form.json["body"] == {"a": ["1", "2"], "b": ""}
     assert get.json["body"] is None and get.json["cookies"] == {"s": "abc", "t": "1"}
     assert get.json["client"]
-    assert bad.status_code == 400 and bad.json["error"] == "Invalid JSON" and "executionId" in bad.json
+    assert (
+        bad.status_code == 400 and bad.json["error"] == "Invalid JSON" and "executionId" in bad.json
+    )
     assert multi.json["type"] == "dict" and multi.json["body"]["t"] == "val"
     assert multi.json["body"]["f"]["filename"] == "a.txt"
 
@@ -192,7 +245,10 @@ def test_body_limit_413(tmp_path):
     env.write("up.py", "return len(req.raw)\n")
 
     async def go(c):
-        return (await c.simulate_post("/up", body=b"x" * 100), await c.simulate_post("/up", body=b"x" * 101))
+        return (
+            await c.simulate_post("/up", body=b"x" * 100),
+            await c.simulate_post("/up", body=b"x" * 101),
+        )
 
     ok, big = env.run(go)
     assert ok.json == 100
@@ -212,11 +268,24 @@ def test_body_limit_413(tmp_path):
         ("pass", 204, None, b""),
         ("return {'a': 1}, 201", 201, "application/json", b'{"a":1}'),
         ("return 'x', 202, {'X-A': 'b'}", 202, "text/plain; charset=utf-8", b"x"),
-        ("import datetime, uuid\nreturn {'d': datetime.date(2026, 1, 2), 'u': uuid.UUID(int=1)}", 200,
-         "application/json", b'{"d":"2026-01-02","u":"00000000-0000-0000-0000-000000000001"}'),
-        ("import msgspec\nclass P(msgspec.Struct):\n    x: int\nreturn P(3)", 200, "application/json", b'{"x":3}'),
-        ("import dataclasses\n@dataclasses.dataclass\nclass P:\n    x: int\nreturn P(4)", 200, "application/json",
-         b'{"x":4}'),
+        (
+            "import datetime, uuid\nreturn {'d': datetime.date(2026, 1, 2), 'u': uuid.UUID(int=1)}",
+            200,
+            "application/json",
+            b'{"d":"2026-01-02","u":"00000000-0000-0000-0000-000000000001"}',
+        ),
+        (
+            "import msgspec\nclass P(msgspec.Struct):\n    x: int\nreturn P(3)",
+            200,
+            "application/json",
+            b'{"x":3}',
+        ),
+        (
+            "import dataclasses\n@dataclasses.dataclass\nclass P:\n    x: int\nreturn P(4)",
+            200,
+            "application/json",
+            b'{"x":4}',
+        ),
     ],
 )
 def test_return_value_mapping(env, code, status, ctype, body):
@@ -237,7 +306,9 @@ def test_tuple_headers_and_unserializable(env):
 
 
 def test_res_builder_wins_and_chains(env):
-    env.write("res.py", """\
+    env.write(
+        "res.py",
+        """\
         kind = metadata.query.get("k")
         if kind == "json":
             res.status(201).header("X-One", "1").json({"made": True})
@@ -254,30 +325,53 @@ def test_res_builder_wins_and_chains(env):
         if kind == "status-only":
             res.status(418)
             return {"teapot": True}
-        """)
+        """,
+    )
 
     async def go(c):
-        return {k: await c.simulate_get("/res", params={"k": k})
-                for k in ["json", "text", "html", "redirect", "cookie", "status-only"]}
+        return {
+            k: await c.simulate_get("/res", params={"k": k})
+            for k in ["json", "text", "html", "redirect", "cookie", "status-only"]
+        }
 
     r = env.run(go)
-    assert r["json"].status_code == 201 and r["json"].json == {"made": True} and r["json"].headers["x-one"] == "1"
+    assert (
+        r["json"].status_code == 201
+        and r["json"].json == {"made": True}
+        and r["json"].headers["x-one"] == "1"
+    )
     assert r["text"].status_code == 203 and r["text"].text == "plain"
     assert r["html"].headers["content-type"] == "text/html; charset=utf-8"
     assert r["redirect"].status_code == 302 and r["redirect"].headers["location"] == "/elsewhere"
-    assert r["cookie"].content == b"\x01" and r["cookie"].headers["content-type"] == "application/x-thing"
-    assert "sid=a%20b" in r["cookie"].headers["set-cookie"] and "Max-Age=60" in r["cookie"].headers["set-cookie"]
+    assert (
+        r["cookie"].content == b"\x01"
+        and r["cookie"].headers["content-type"] == "application/x-thing"
+    )
+    assert (
+        "sid=a%20b" in r["cookie"].headers["set-cookie"]
+        and "Max-Age=60" in r["cookie"].headers["set-cookie"]
+    )
     assert r["status-only"].status_code == 418 and r["status-only"].json == {"teapot": True}
 
 
 def test_streams_sync_async_and_sse(env):
     env.write("gen.py", "for i in range(3):\n    yield {'i': i}\n")
-    env.write("agen.py", "import asyncio\nasync def handler():\n    for i in range(2):\n        await asyncio.sleep(0)\n        yield f'line {i}\\n'\n")
-    env.write("sse.py", "def handler(res):\n    return res.sse(iter(['a', {'event': 'x', 'data': {'k': 1}, 'id': '7'}]))\n")
+    env.write(
+        "agen.py",
+        "import asyncio\nasync def handler():\n    for i in range(2):\n        await asyncio.sleep(0)\n        yield f'line {i}\\n'\n",
+    )
+    env.write(
+        "sse.py",
+        "def handler(res):\n    return res.sse(iter(['a', {'event': 'x', 'data': {'k': 1}, 'id': '7'}]))\n",
+    )
 
     async def go(c):
-        return (await c.simulate_get("/gen"), await c.simulate_get("/agen"),
-                await c.simulate_get("/gen", headers={"accept": "text/event-stream"}), await c.simulate_get("/sse"))
+        return (
+            await c.simulate_get("/gen"),
+            await c.simulate_get("/agen"),
+            await c.simulate_get("/gen", headers={"accept": "text/event-stream"}),
+            await c.simulate_get("/sse"),
+        )
 
     gen, agen, gen_sse, sse = env.run(go)
     assert gen.headers["content-type"] == "application/x-ndjson"
@@ -298,10 +392,16 @@ def test_exception_is_json_500_with_traceback_in_log_and_worker_survives(env):
 
     boom, ok = env.run(go)
     assert boom.status_code == 500
-    assert boom.json["error"] == "nope" and boom.json["type"] == "ValueError" and boom.json["executionId"]
+    assert (
+        boom.json["error"] == "nope"
+        and boom.json["type"] == "ValueError"
+        and boom.json["executionId"]
+    )
     assert ok.text == "fine"
     log = env.log("boom.py")
-    assert f"[{boom.json['executionId']}]" in log and "Traceback" in log and 'boom.py", line 2' in log
+    assert (
+        f"[{boom.json['executionId']}]" in log and "Traceback" in log and 'boom.py", line 2' in log
+    )
 
 
 def test_syntax_and_magic_errors_name_the_line(env):
@@ -314,7 +414,9 @@ def test_syntax_and_magic_errors_name_the_line(env):
     r = env.get("/mag")
     assert r.status_code == 500 and r.json["line"] == 2 and "@timeout" in r.json["error"]
     r = env.get("/unk")
-    assert r.status_code == 500 and r.json["line"] == 1 and "unknown magic comment" in r.json["error"]
+    assert (
+        r.status_code == 500 and r.json["line"] == 1 and "unknown magic comment" in r.json["error"]
+    )
 
 
 def test_unknown_route_and_private_and_non_py(env):
@@ -372,15 +474,21 @@ def test_cors_preflight_and_headers(env):
 
     async def go(c):
         return (
-            await c.simulate_options("/c", headers={"Origin": "https://a.example",
-                                                    "Access-Control-Request-Method": "POST"}),
+            await c.simulate_options(
+                "/c",
+                headers={"Origin": "https://a.example", "Access-Control-Request-Method": "POST"},
+            ),
             await c.simulate_get("/c", headers={"Origin": "https://b.example"}),
             await c.simulate_get("/c", headers={"Origin": "https://evil.example"}),
-            await c.simulate_options("/s", headers={"Origin": "https://x", "Access-Control-Request-Method": "POST"}),
+            await c.simulate_options(
+                "/s", headers={"Origin": "https://x", "Access-Control-Request-Method": "POST"}
+            ),
         )
 
     pre, get, evil, star = env.run(go)
-    assert pre.status_code == 204 and pre.headers["access-control-allow-origin"] == "https://a.example"
+    assert (
+        pre.status_code == 204 and pre.headers["access-control-allow-origin"] == "https://a.example"
+    )
     assert "access-control-allow-methods" in pre.headers
     assert get.json == 1 and get.headers["access-control-allow-origin"] == "https://b.example"
     assert "access-control-allow-origin" not in evil.headers
@@ -404,7 +512,9 @@ def test_concurrency_limit_503(tmp_path):
 
 # -- logs ---------------------------------------------------------------------
 def test_console_print_logging_go_to_the_script_log(env):
-    env.write("talk.py", """\
+    env.write(
+        "talk.py",
+        """\
         import logging
         console.log("hello", {"a": 1})
         console.warn("careful")
@@ -412,13 +522,22 @@ def test_console_print_logging_go_to_the_script_log(env):
         print("printed", 42)
         logging.getLogger("mine").info("via logging")
         return req.id
-        """)
-    env.write("quiet.py", "# @log-level warn\nconsole.info('hidden')\nconsole.error('shown')\nreturn req.id\n")
+        """,
+    )
+    env.write(
+        "quiet.py",
+        "# @log-level warn\nconsole.info('hidden')\nconsole.error('shown')\nreturn req.id\n",
+    )
     r = env.get("/talk")
     eid = r.text
     log = env.log("talk.py")
-    for needle in ['hello {"a":1}', "WARN  [" + eid + "] careful", "DEBUG [" + eid + "] dbg", "printed 42",
-                   "mine: via logging"]:
+    for needle in [
+        'hello {"a":1}',
+        "WARN  [" + eid + "] careful",
+        "DEBUG [" + eid + "] dbg",
+        "printed 42",
+        "mine: via logging",
+    ]:
         assert needle in log, needle
     assert all(f"[{eid}]" in line for line in log.strip().splitlines())
     env.get("/quiet")
@@ -427,18 +546,23 @@ def test_console_print_logging_go_to_the_script_log(env):
 
 
 def test_concurrent_executions_log_under_their_own_ids(env):
-    env.write("p.py", """\
+    env.write(
+        "p.py",
+        """\
         import asyncio
         print("start", metadata.query["n"])
         await asyncio.sleep(0.01)
         print("end", metadata.query["n"])
         return req.id
-        """)
+        """,
+    )
 
     async def go(c):
         import asyncio
 
-        return await asyncio.gather(*[c.simulate_get("/p", params={"n": str(i)}) for i in range(20)])
+        return await asyncio.gather(
+            *[c.simulate_get("/p", params={"n": str(i)}) for i in range(20)]
+        )
 
     results = env.run(go)
     log = env.log("p.py")
@@ -450,7 +574,9 @@ def test_concurrent_executions_log_under_their_own_ids(env):
 
 # -- shared ------------------------------------------------------------------
 def test_shared_state_ops(env):
-    env.write("s.py", """\
+    env.write(
+        "s.py",
+        """\
         op = metadata.query["op"]
         if op == "write":
             shared.set("a.b", [1, 2])
@@ -460,30 +586,50 @@ def test_shared_state_ops(env):
             shared.incr("n", 5)
             shared.delete("gone")
         return {"all": shared.all(), "b1": shared.get("a.b.1"), "missing": shared.get("nope", "dflt")}
-        """)
+        """,
+    )
 
     async def go(c):
         await c.simulate_get("/s", params={"op": "write"})
         return await c.simulate_get("/s", params={"op": "read"})
 
     r = env.run(go)
-    assert r.json == {"all": {"a": {"b": [1, 2]}, "cfg": {"x": 1, "y": 2}, "n": 6}, "b1": 2, "missing": "dflt"}
+    assert r.json == {
+        "all": {"a": {"b": [1, 2]}, "cfg": {"x": 1, "y": 2}, "n": 6},
+        "b1": 2,
+        "missing": "dflt",
+    }
 
 
 # -- hosts ------------------------------------------------------------------
 def test_host_selects_instance(env):
     env.write("who.py", "return ['one']\n")
-    env.write("who.py", "return [metadata.subdomain, metadata.execId, metadata.hostname]\n", instance="default/2")
+    env.write(
+        "who.py",
+        "return [metadata.subdomain, metadata.execId, metadata.hostname]\n",
+        instance="default/2",
+    )
     env.write("who.py", "return ['api-3']\n", instance="api/3")
 
     async def go(c):
         return [
             (await c.simulate_get("/who", host=h)).json
-            for h in ["localhost", "exec-2.localhost", "EXEC-2.localhost", "api.exec-3.example.org", "other.host"]
+            for h in [
+                "localhost",
+                "exec-2.localhost",
+                "EXEC-2.localhost",
+                "api.exec-3.example.org",
+                "other.host",
+            ]
         ]
 
-    assert env.run(go) == [["one"], ["default", "2", "exec-2.localhost"], ["default", "2", "exec-2.localhost"],
-                           ["api-3"], ["one"]]
+    assert env.run(go) == [
+        ["one"],
+        ["default", "2", "exec-2.localhost"],
+        ["default", "2", "exec-2.localhost"],
+        ["api-3"],
+        ["one"],
+    ]
 
 
 # -- freshness ------------------------------------------------------------------
@@ -499,9 +645,11 @@ def test_new_changed_and_removed_files_seen_on_next_request(env):
         out.append((await c.simulate_get("/v")).json)
         env.write("n/[id].py", "return ['dyn']\n")
         out.append((await c.simulate_get("/n/me")).json)
-        env.write("n/me.py", "return ['static']\n")  # a new static route shadows the dynamic one at once
+        env.write(
+            "n/me.py", "return ['static']\n"
+        )  # a new static route shadows the dynamic one at once
         out.append((await c.simulate_get("/n/me")).json)
-        (env.write("n/me.py", "") ).unlink()
+        (env.write("n/me.py", "")).unlink()
         out.append((await c.simulate_get("/n/me")).json)
         (env.write("v.py", "")).unlink()
         out.append((await c.simulate_get("/v")).status_code)
@@ -516,7 +664,10 @@ def test_timeouts_in_every_mode(env):
     env.write("tspin.py", "# @timeout 200\n# @mode thread\nwhile True:\n    pass\n")
     env.write("aspin.py", "# @timeout 200\nasync def handler():\n    while True:\n        pass\n")
     env.write("await.py", "# @timeout 200\nimport asyncio\nawait asyncio.sleep(30)\n")
-    env.write("catch.py", "# @timeout 200\ntry:\n    while True:\n        pass\nexcept Exception:\n    return 'swallowed'\n")
+    env.write(
+        "catch.py",
+        "# @timeout 200\ntry:\n    while True:\n        pass\nexcept Exception:\n    return 'swallowed'\n",
+    )
     env.write("fast.py", "return 'fast'\n")
 
     async def go(c):
@@ -538,7 +689,10 @@ def test_timeouts_in_every_mode(env):
 
 
 def test_auto_mode_moves_loop_holders_to_threads(env):
-    env.write("sleepy.py", "import time, threading\ntime.sleep(0.05)\nreturn threading.current_thread().name\n")
+    env.write(
+        "sleepy.py",
+        "import time, threading\ntime.sleep(0.05)\nreturn threading.current_thread().name\n",
+    )
 
     async def go(c):
         return [(await c.simulate_get("/sleepy")).text for _ in range(3)]
@@ -547,3 +701,22 @@ def test_auto_mode_moves_loop_holders_to_threads(env):
     assert names[0] == "MainThread"
     assert names[1] == names[2] == "hoodyexec-pool"
     assert "moved to the thread pool" in env.log("sleepy.py")
+
+
+def test_readme_handler_example(env):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = re.search(r"```python\n# api/users/\[id\]\.py\n(.*?)```", readme, re.S).group(1)
+    env.write("api/users/[id].py", code)
+
+    async def go(c):
+        ok = await c.simulate_post("/api/users/7", json={"name": "ann"})
+        bad = await c.simulate_post("/api/users/7", json={"name": 1})
+        return ok, bad
+
+    ok, bad = env.run(go)
+    assert ok.json == {"id": 7, "saved": True}
+    assert bad.status_code == 400 and bad.json["field"] == "$.name"
+    assert bad.json["error"] == "Invalid body: Expected `str`, got `int` - at `$.name`"

@@ -43,7 +43,9 @@ def test_two_hundred_concurrent_incr_are_distinct(kit):
     assert all(r.status == 200 for r in results)
     values = sorted(r.json() for r in results)
     assert values == list(range(1, 201))
-    state = kit.request("POST", "/api/v1/exec/shared-state/get", body={"hostname": "127.0.0.1", "path": "hits"})
+    state = kit.request(
+        "POST", "/api/v1/exec/shared-state/get", body={"hostname": "127.0.0.1", "path": "hits"}
+    )
     assert state.json()["value"] == 200
 
 
@@ -115,7 +117,11 @@ def test_rewritten_file_is_served_new_by_every_worker(kit):
 
 
 def test_stream_first_bytes_arrive_before_the_generator_ends(kit):
-    put(kit, "slowgen.py", "import time\nfor i in range(3):\n    yield f'chunk {i}\\n'\n    time.sleep(0.6)\n")
+    put(
+        kit,
+        "slowgen.py",
+        "import time\nfor i in range(3):\n    yield f'chunk {i}\\n'\n    time.sleep(0.6)\n",
+    )
     s = socket.create_connection(("127.0.0.1", kit.port), timeout=10)
     t0 = time.monotonic()
     s.sendall(b"GET /slowgen HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")

@@ -56,7 +56,11 @@ def test_not_routable(rel, reason):
 
 
 def test_reserved():
-    assert is_reserved("/api/v1/exec") and is_reserved("/api/v1/exec/health") and is_reserved("/openapi.yaml")
+    assert (
+        is_reserved("/api/v1/exec")
+        and is_reserved("/api/v1/exec/health")
+        and is_reserved("/openapi.yaml")
+    )
     assert not is_reserved("/api/v1/executor") and not is_reserved("/openapi")
 
 
@@ -65,7 +69,9 @@ def table(*files):
 
 
 def test_precedence_static_dynamic_catchall():
-    t = table("api/users/[id].py", "api/users/me.py", "api/[...rest].py", "[...all].py", "api/[a]/[b].py")
+    t = table(
+        "api/users/[id].py", "api/users/me.py", "api/[...rest].py", "[...all].py", "api/[a]/[b].py"
+    )
     assert t.find("/api/users/me")[0].file == "api/users/me.py"
     assert t.find("/api/users/7") == (route_for("api/users/[id].py"), {"id": "7"})
     assert t.find("/api/x/y")[1] == {"a": "x", "b": "y"}
@@ -124,14 +130,22 @@ def test_thousand_static_routes_are_cheap_to_change():
 
 # -- magic comments ------------------------------------------------------------
 def test_magic_parse_values_and_defaults():
-    src = ("#!/usr/bin/env python\n# @description  Greeting handler \n// @cors https://a.example, https://b.example\n"
-           "# @timeout 5000\n\n# @schedule */5 * * * *\n# @token env:HOOK\n# @tags a, b c\n# @mode thread\n"
-           "# @enabled false\n# @log-request-body\n# @ai-temperature 0.5\nimport x\n# @label not-in-block\n")
+    src = (
+        "#!/usr/bin/env python\n# @description  Greeting handler \n// @cors https://a.example, https://b.example\n"
+        "# @timeout 5000\n\n# @schedule */5 * * * *\n# @token env:HOOK\n# @tags a, b c\n# @mode thread\n"
+        "# @enabled false\n# @log-request-body\n# @ai-temperature 0.5\nimport x\n# @label not-in-block\n"
+    )
     m, errors = magic.parse(src)
     assert errors == []
     assert m.description == "Greeting handler"
     assert m.cors == ["https://a.example", "https://b.example"]
-    assert (m.timeout, m.schedule, m.token, m.tags, m.mode) == (5000, "*/5 * * * *", "env:HOOK", ["a", "b", "c"], "thread")
+    assert (m.timeout, m.schedule, m.token, m.tags, m.mode) == (
+        5000,
+        "*/5 * * * *",
+        "env:HOOK",
+        ["a", "b", "c"],
+        "thread",
+    )
     assert m.enabled is False and m.log_request_body is True and m.ai_temperature == 0.5
     assert m.label is None  # after the leading block: not a magic comment
     assert m.lines["timeout"] == 4 and m.raw["description"] == "Greeting handler"
@@ -167,8 +181,24 @@ def test_magic_duplicate():
 
 def test_schema_lists_every_name():
     names = {s.name for s in magic.SCHEMA}
-    assert {"description", "cors", "timeout", "schedule", "token", "websocket", "log-level", "log-request-body",
-            "ai-model", "ai-temperature", "ai-max-tokens", "ai-key", "label", "tags", "mode", "enabled"} == names
+    assert {
+        "description",
+        "cors",
+        "timeout",
+        "schedule",
+        "token",
+        "websocket",
+        "log-level",
+        "log-request-body",
+        "ai-model",
+        "ai-temperature",
+        "ai-max-tokens",
+        "ai-key",
+        "label",
+        "tags",
+        "mode",
+        "enabled",
+    } == names
 
 
 # -- shape detection -----------------------------------------------------------
@@ -184,7 +214,12 @@ def test_schema_lists_every_name():
         ("async def main():\n    return 1", "handler", None, []),
         ("def GET():\n    return 1\ndef POST():\n    return 2", "methods", None, ["GET", "POST"]),
         ("def handler():\n    return 1\nreturn 2", "body", False, []),
-        ("def helper():\n    return 1\nclass A:\n    def handler(self):\n        return 2", "body", False, []),
+        (
+            "def helper():\n    return 1\nclass A:\n    def handler(self):\n        return 2",
+            "body",
+            False,
+            [],
+        ),
         ("def f():\n    return 1\nasync def g():\n    await x", "body", False, []),
     ],
 )
@@ -194,7 +229,9 @@ def test_shape_detection(src, shape, is_async, methods):
 
 
 def test_body_mode_keeps_line_numbers_and_future_imports():
-    s = compiler.load("/x/t.py", "t.py", (1, 1, 1), "from __future__ import annotations\n\nx = 1\n1 / 0\n")
+    s = compiler.load(
+        "/x/t.py", "t.py", (1, 1, 1), "from __future__ import annotations\n\nx = 1\n1 / 0\n"
+    )
     with pytest.raises(ZeroDivisionError) as err:
         s.entries["*"].fn(*[None] * 6)
     assert err.traceback[-1].lineno + 1 == 4  # pytest's lineno is 0-based
@@ -205,10 +242,20 @@ def test_load_errors():
         compiler.load("/x/t.py", "t.py", (1, 1, 1), "def handler(:\n")
     assert err.value.extra["line"] == 1 and err.value.extra["type"] == "SyntaxError"
     with pytest.raises(ScriptLoadError) as err:
-        compiler.load("/x/t.py", "t.py", (1, 1, 1), "import nonexistent_module_xyz\ndef handler():\n    pass\n")
+        compiler.load(
+            "/x/t.py",
+            "t.py",
+            (1, 1, 1),
+            "import nonexistent_module_xyz\ndef handler():\n    pass\n",
+        )
     assert err.value.extra["type"] == "ModuleNotFoundError" and err.value.extra["line"] == 1
     with pytest.raises(ScriptLoadError, match="cannot resolve annotations"):
-        compiler.load("/x/t.py", "t.py", (1, 1, 1), "from __future__ import annotations\ndef handler(body: Missing):\n    pass\n")
+        compiler.load(
+            "/x/t.py",
+            "t.py",
+            (1, 1, 1),
+            "from __future__ import annotations\ndef handler(body: Missing):\n    pass\n",
+        )
 
 
 # -- shared store ----------------------------------------------------------------

@@ -86,7 +86,9 @@ async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[byte
 class Lifespan:
     """Falcon middleware: per-worker start/stop work that needs the running loop."""
 
-    def __init__(self, on_startup: list[Callable[[], Any]], on_shutdown: list[Callable[[], Any]]) -> None:
+    def __init__(
+        self, on_startup: list[Callable[[], Any]], on_shutdown: list[Callable[[], Any]]
+    ) -> None:
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
 
@@ -145,11 +147,15 @@ def create_gateway(
     shutdown = list(on_shutdown or [])
     if link_client:
         queries = {"status": worker_status(pid, age, started), **dict(on_query or {})}
-        client = link.LinkClient(socket_path, pid, age=age, on_broadcast=on_broadcast, on_query=queries)
+        client = link.LinkClient(
+            socket_path, pid, age=age, on_broadcast=on_broadcast, on_query=queries
+        )
         startup.append(client.start)
         shutdown.insert(0, client.close)
 
-    app = falcon.asgi.App(middleware=[Lifespan(startup, shutdown)], request_type=falcon.asgi.Request)
+    app = falcon.asgi.App(
+        middleware=[Lifespan(startup, shutdown)], request_type=falcon.asgi.Request
+    )
     app.req_options.strip_url_path_trailing_slash = False
     app.req_options.auto_parse_qs_csv = False
     errors.install(app)

@@ -19,8 +19,8 @@ import msgspec
 
 from .. import __version__
 from ..errors import BadRequest, MethodNotAllowed, NotFound, NotImplementedYet, Unauthorized
-from ..shared import SharedStore
 from ..reference import ENDPOINTS
+from ..shared import SharedStore
 from . import errors
 
 HEALTH_PATH = "/api/v1/exec/health"
@@ -110,9 +110,20 @@ class SharedStateAPI:
     async def on_post_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await read_body(req, _StateGet)
         value = self.store.get(body.hostname, body.path, None)
-        exists = body.path in (None, "") or self.store.get(body.hostname, body.path, _ABSENT) is not _ABSENT
-        errors.json_response(resp, {"success": True, "hostname": body.hostname, "path": body.path or "",
-                                    "value": value, "exists": exists})
+        exists = (
+            body.path in (None, "")
+            or self.store.get(body.hostname, body.path, _ABSENT) is not _ABSENT
+        )
+        errors.json_response(
+            resp,
+            {
+                "success": True,
+                "hostname": body.hostname,
+                "path": body.path or "",
+                "value": value,
+                "exists": exists,
+            },
+        )
 
     async def on_post_set(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await read_body(req, _StateSet)
@@ -120,22 +131,36 @@ class SharedStateAPI:
             value = self.store.merge(body.hostname, body.path, body.value)
         else:
             value = self.store.set(body.hostname, body.path, body.value)
-        errors.json_response(resp, {"success": True, "hostname": body.hostname, "path": body.path or "",
-                                    "value": value, "merged": body.merge})
+        errors.json_response(
+            resp,
+            {
+                "success": True,
+                "hostname": body.hostname,
+                "path": body.path or "",
+                "value": value,
+                "merged": body.merge,
+            },
+        )
 
     async def on_post_clear(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await read_body(req, _StateClear)
         if body.clearAll:
             count = self.store.clear(None)
-            return errors.json_response(resp, {"success": True, "cleared": "all", "hostnames": count})
+            return errors.json_response(
+                resp, {"success": True, "cleared": "all", "hostnames": count}
+            )
         if not body.hostname:
             raise BadRequest("hostname is required unless clearAll is true")
         if body.path:
             removed = self.store.delete(body.hostname, body.path)
-            return errors.json_response(resp, {"success": True, "hostname": body.hostname, "path": body.path,
-                                               "cleared": removed})
+            return errors.json_response(
+                resp,
+                {"success": True, "hostname": body.hostname, "path": body.path, "cleared": removed},
+            )
         count = self.store.clear(body.hostname)
-        errors.json_response(resp, {"success": True, "hostname": body.hostname, "cleared": count > 0})
+        errors.json_response(
+            resp, {"success": True, "hostname": body.hostname, "cleared": count > 0}
+        )
 
 
 _ABSENT = object()

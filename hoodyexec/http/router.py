@@ -60,7 +60,9 @@ def scan(root: str) -> tuple[list[Route], list[tuple[str, str]]]:
     if not os.path.isdir(root):
         return routes, skipped
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith((".", "_")))
+        dirnames[:] = sorted(
+            d for d in dirnames if d not in SKIP_DIRS and not d.startswith((".", "_"))
+        )
         for name in sorted(filenames):
             if not name.endswith(".py") or name.startswith(("_", ".")):
                 continue
@@ -77,7 +79,9 @@ class RouteTable:
 
     __slots__ = ("files", "static", "_patterns", "_main", "_catch", "_names", "skipped", "_invalid")
 
-    def __init__(self, routes: Iterable[Route] = (), invalid: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self, routes: Iterable[Route] = (), invalid: Iterable[tuple[str, str]] = ()
+    ) -> None:
         self.files: dict[str, Route] = {}
         self.static: dict[str, Route] = {}
         self._patterns: dict[str, Route] = {}
@@ -131,15 +135,20 @@ class RouteTable:
     def _compile(self) -> None:
         main, catch = CompiledRouter(), CompiledRouter()
         claimed: dict[str, str] = {t: r.file for t, r in self.static.items()}
-        skipped = [(f, f"route {r.route} not added: same route as {self.static[r.templates[0]].file}")
-                   for f, r in self.files.items() if r.kind == "static" and self.static.get(r.templates[0]) is not r]
+        skipped = [
+            (f, f"route {r.route} not added: same route as {self.static[r.templates[0]].file}")
+            for f, r in self.files.items()
+            if r.kind == "static" and self.static.get(r.templates[0]) is not r
+        ]
         for route in sorted(self._patterns.values(), key=_rank):
             pairs = [_positional(t) for t in route.templates]
             clash = next((claimed[t] for t, _ in pairs if t in claimed), None)
             if clash is None:
                 clash = next((claimed[t] for t in route.templates if t in claimed), None)
             if clash is not None:
-                skipped.append((route.file, f"route {route.route} not added: same route as {clash}"))
+                skipped.append(
+                    (route.file, f"route {route.route} not added: same route as {clash}")
+                )
                 continue
             try:
                 for template, names in pairs:

@@ -27,7 +27,7 @@ from ..catalog import Catalog
 from ..compiler import Entry, Script, ScriptLoadError
 from ..errors import HoodyError
 from ..executor import Executor, ScriptTimeout
-from ..logs import LEVELS, Console, LogBook, current, finish
+from ..logs import Console, LogBook, current, finish
 from ..runtime import Metadata, Req, Res
 from ..shared import Shared, SharedStore
 
@@ -36,7 +36,9 @@ log = logging.getLogger("hoodyexec.scripts")
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
 _FIELD_PATH = re.compile(r"at `(\$[^`]*)`")
-DEFAULT_HOST_PATTERN = r"^(?:(?P<subdomain>[A-Za-z0-9_-]+)\.)?exec-(?P<execId>[A-Za-z0-9_-]+)(?:[.:]|$)"
+DEFAULT_HOST_PATTERN = (
+    r"^(?:(?P<subdomain>[A-Za-z0-9_-]+)\.)?exec-(?P<execId>[A-Za-z0-9_-]+)(?:[.:]|$)"
+)
 
 
 class AIUnavailable:
@@ -67,7 +69,9 @@ class HostMap:
         hit = self._cache.get(host)
         if hit is not None:
             return hit
-        hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host.strip("[]").split("]")[0]
+        hostname = (
+            host.rsplit(":", 1)[0] if host.count(":") == 1 else host.strip("[]").split("]")[0]
+        )
         hostname = hostname.lower()
         m = self.pattern.search(host.lower())
         sub, eid = "default", "1"
@@ -203,7 +207,9 @@ class ScriptsSink:
         self._ids = itertools.count(1)
 
     # -- entry point --------------------------------------------------------------
-    async def __call__(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: Any) -> None:
+    async def __call__(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: Any
+    ) -> None:
         execution_id = f"{self._prefix}{next(self._ids):07x}"
         catalog = self.catalog
         catalog.refresh()
@@ -226,7 +232,9 @@ class ScriptsSink:
         except FileNotFoundError:  # removed between the event and now
             return _json(resp, 404, {"error": f"No script at {path}", "path": path})
         except ScriptLoadError as exc:
-            self.logbook.for_script(subdomain, exec_id, route.file).write(40, execution_id, exc.message)
+            self.logbook.for_script(subdomain, exec_id, route.file).write(
+                40, execution_id, exc.message
+            )
             body = {k: v for k, v in exc.to_dict().items() if not k.startswith("_")}
             body["executionId"] = execution_id
             body["script"] = route.file
@@ -240,27 +248,45 @@ class ScriptsSink:
                 return None
             if magic.token is not None and not _token_ok(req, magic.token):
                 resp.set_header("WWW-Authenticate", "Bearer")
-                return _json(resp, 401, {"error": "Unauthorized: missing or invalid token",
-                                         "executionId": execution_id})
+                return _json(
+                    resp,
+                    401,
+                    {
+                        "error": "Unauthorized: missing or invalid token",
+                        "executionId": execution_id,
+                    },
+                )
         entry = script.entry_for(method)
         if entry is None:
             resp.set_header("Allow", script.allow)
             if method == "OPTIONS":
                 resp.status = 204
                 return None
-            return _json(resp, 405, {"error": f"Method {method} not allowed", "allow": script.allow.split(", ")})
+            return _json(
+                resp,
+                405,
+                {"error": f"Method {method} not allowed", "allow": script.allow.split(", ")},
+            )
         if self.inflight >= self.max_concurrency:
             resp.set_header("Retry-After", "1")
-            return _json(resp, 503, {"error": "Worker overloaded, retry shortly", "executionId": execution_id})
+            return _json(
+                resp,
+                503,
+                {"error": "Worker overloaded, retry shortly", "executionId": execution_id},
+            )
 
         raw = b""
         body = None
         if req.content_length or req.get_header("Transfer-Encoding"):
             if req.content_length and req.content_length > self.max_body:
-                return _json(resp, 413, {"error": f"Request body over the {self.max_body} byte limit"})
+                return _json(
+                    resp, 413, {"error": f"Request body over the {self.max_body} byte limit"}
+                )
             raw = await req.stream.read(self.max_body + 1)
             if len(raw) > self.max_body:
-                return _json(resp, 413, {"error": f"Request body over the {self.max_body} byte limit"})
+                return _json(
+                    resp, 413, {"error": f"Request body over the {self.max_body} byte limit"}
+                )
             try:
                 body = parse_body(raw, req.content_type)
             except HoodyError as exc:
@@ -284,12 +310,33 @@ class ScriptsSink:
         try:
             if entry.positional:
                 metadata = Metadata(r, route.file, hostname, subdomain, exec_id, magic.raw, "http")
-                args: tuple[Any, ...] = (r, res, metadata, Shared(self.shared, hostname), console, _AI)
+                args: tuple[Any, ...] = (
+                    r,
+                    res,
+                    metadata,
+                    Shared(self.shared, hostname),
+                    console,
+                    _AI,
+                )
                 kwargs: dict[str, Any] = {}
             else:
                 try:
-                    args, kwargs = self._arguments(entry, r, res, route.file, hostname, subdomain, exec_id,
-                                                   magic.raw, console, body, query, params, raw, req)
+                    args, kwargs = self._arguments(
+                        entry,
+                        r,
+                        res,
+                        route.file,
+                        hostname,
+                        subdomain,
+                        exec_id,
+                        magic.raw,
+                        console,
+                        body,
+                        query,
+                        params,
+                        raw,
+                        req,
+                    )
                 except HoodyError as exc:
                     exc.extra["executionId"] = execution_id
                     return _json(resp, exc.status, exc.to_dict())
@@ -308,23 +355,40 @@ class ScriptsSink:
                 try:
                     resp.data = _json_encode(result)
                 except TypeError as exc:
-                    raise HoodyError(f"cannot serialize the return value: {exc}", status=500,
-                                     type="SerializationError") from None
+                    raise HoodyError(
+                        f"cannot serialize the return value: {exc}",
+                        status=500,
+                        type="SerializationError",
+                    ) from None
                 resp.content_type = "application/json"
             else:
                 streaming = await self._value(req, resp, result, None, script, console, timeout)
         except ScriptTimeout:
             console.error(f"timed out after {magic.timeout} ms")
-            return _json(resp, 504, {"error": f"Script timed out after {magic.timeout} ms", "type": "Timeout",
-                                     "executionId": execution_id})
+            return _json(
+                resp,
+                504,
+                {
+                    "error": f"Script timed out after {magic.timeout} ms",
+                    "type": "Timeout",
+                    "executionId": execution_id,
+                },
+            )
         except HoodyError as exc:
             exc.extra.setdefault("executionId", execution_id)
             console.warn(f"{exc.status} {exc.message}")
             return _json(resp, exc.status, exc.to_dict())
         except Exception as exc:  # noqa: BLE001 - the worker survives any script failure
             console.exception(exc)
-            return _json(resp, 500, {"error": str(exc) or type(exc).__name__, "type": type(exc).__name__,
-                                     "executionId": execution_id})
+            return _json(
+                resp,
+                500,
+                {
+                    "error": str(exc) or type(exc).__name__,
+                    "type": type(exc).__name__,
+                    "executionId": execution_id,
+                },
+            )
         finally:
             current.reset(token)
             if not streaming:
@@ -333,8 +397,14 @@ class ScriptsSink:
         return None
 
     # -- pieces -------------------------------------------------------------------
-    def _cors(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, allowed: list[str], method: str,
-              script: Script) -> bool:
+    def _cors(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        allowed: list[str],
+        method: str,
+        script: Script,
+    ) -> bool:
         """Adds CORS headers; returns True when this was a preflight, answered."""
         origin = req.get_header("Origin")
         if origin is None:
@@ -347,7 +417,11 @@ class ScriptsSink:
         else:
             return False
         if method == "OPTIONS" and req.get_header("Access-Control-Request-Method"):
-            methods = script.allow if script.shape == "methods" else "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+            methods = (
+                script.allow
+                if script.shape == "methods"
+                else "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+            )
             resp.set_header("Access-Control-Allow-Methods", methods)
             wanted = req.get_header("Access-Control-Request-Headers")
             resp.set_header("Access-Control-Allow-Headers", wanted or "Content-Type, Authorization")
@@ -356,9 +430,23 @@ class ScriptsSink:
             return True
         return False
 
-    def _arguments(self, entry: Entry, r: Req, res: Res, script_rel: str, hostname: str, subdomain: str,
-                   exec_id: str, magic_raw: Any, console: Console, body: Any, query: Any, params: dict[str, str],
-                   raw: bytes, req: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def _arguments(
+        self,
+        entry: Entry,
+        r: Req,
+        res: Res,
+        script_rel: str,
+        hostname: str,
+        subdomain: str,
+        exec_id: str,
+        magic_raw: Any,
+        console: Console,
+        body: Any,
+        query: Any,
+        params: dict[str, str],
+        raw: bytes,
+        req: Any,
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         kwargs: dict[str, Any] = {}
         for p in entry.params:
             src = p.source
@@ -367,7 +455,9 @@ class ScriptsSink:
             elif src == "res":
                 kwargs[p.name] = res
             elif src == "metadata":
-                kwargs[p.name] = Metadata(r, script_rel, hostname, subdomain, exec_id, magic_raw, "http")
+                kwargs[p.name] = Metadata(
+                    r, script_rel, hostname, subdomain, exec_id, magic_raw, "http"
+                )
             elif src == "shared":
                 kwargs[p.name] = Shared(self.shared, hostname)
             elif src == "console":
@@ -393,12 +483,25 @@ class ScriptsSink:
                 elif isinstance(body, bytes | str) or body is None:
                     kwargs[p.name] = _decode_raw(raw, p.type)
                 else:
-                    kwargs[p.name] = _convert(body, p.type, "body", None, strict=not isinstance(body, dict)
-                                              or (req.content_type or "").startswith("application/json"))
+                    kwargs[p.name] = _convert(
+                        body,
+                        p.type,
+                        "body",
+                        None,
+                        strict=not isinstance(body, dict)
+                        or (req.content_type or "").startswith("application/json"),
+                    )
         return (), kwargs
 
-    async def _run(self, script: Script, entry: Entry, pos: tuple[Any, ...], kw: dict[str, Any],
-                   timeout: float, console: Console) -> Any:
+    async def _run(
+        self,
+        script: Script,
+        entry: Entry,
+        pos: tuple[Any, ...],
+        kw: dict[str, Any],
+        timeout: float,
+        console: Console,
+    ) -> Any:
         ex = self.executor
         if entry.is_async:
             return await ex.run_async(entry.fn, pos, kw, timeout)
@@ -415,12 +518,25 @@ class ScriptsSink:
         if script.offloaded:
             return
         script.offloaded = True
-        log.info("%s held the event loop %.0f ms: its sync code now runs in the thread pool",
-                 script.rel, held * 1000)
-        console.info(f"held the event loop {held * 1000:.0f} ms: moved to the thread pool (@mode auto)")
+        log.info(
+            "%s held the event loop %.0f ms: its sync code now runs in the thread pool",
+            script.rel,
+            held * 1000,
+        )
+        console.info(
+            f"held the event loop {held * 1000:.0f} ms: moved to the thread pool (@mode auto)"
+        )
 
-    async def _render(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, result: Any, res: Res,
-                      script: Script, console: Console, timeout: float) -> bool:
+    async def _render(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        result: Any,
+        res: Res,
+        script: Script,
+        console: Console,
+        timeout: float,
+    ) -> bool:
         """Fill the Falcon response; returns True when a stream was handed over."""
         if result is res:
             result = None
@@ -438,23 +554,49 @@ class ScriptsSink:
                 resp.data = body.encode() if isinstance(body, str) else body
                 return False
             if kind == "value":
-                return await self._value(req, resp, res.body, status, script, console, timeout,
-                                         content_type=res.content_type)
+                return await self._value(
+                    req,
+                    resp,
+                    res.body,
+                    status,
+                    script,
+                    console,
+                    timeout,
+                    content_type=res.content_type,
+                )
             if kind in ("stream", "sse"):
                 resp.status = status or 200
-                return await self._stream(resp, res.iterable, kind == "sse", script, console, timeout,
-                                          content_type=res.content_type)
+                return await self._stream(
+                    resp,
+                    res.iterable,
+                    kind == "sse",
+                    script,
+                    console,
+                    timeout,
+                    content_type=res.content_type,
+                )
             return await self._value(req, resp, result, status, script, console, timeout)
         return await self._value(req, resp, result, None, script, console, timeout)
 
-    async def _value(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, value: Any, status: int | None,
-                     script: Script, console: Console, timeout: float, content_type: str | None = None) -> bool:
+    async def _value(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        value: Any,
+        status: int | None,
+        script: Script,
+        console: Console,
+        timeout: float,
+        content_type: str | None = None,
+    ) -> bool:
         if type(value) is tuple and 2 <= len(value) <= 3:
             body, st, *rest = value
             if rest and rest[0]:
                 for name, v in dict(rest[0]).items():
                     resp.set_header(str(name), str(v))
-            return await self._value(req, resp, body, int(st), script, console, timeout, content_type)
+            return await self._value(
+                req, resp, body, int(st), script, console, timeout, content_type
+            )
         if value is None:
             resp.status = status or 204
             return False
@@ -468,8 +610,10 @@ class ScriptsSink:
             resp.content_type = content_type or "application/octet-stream"
             resp.data = bytes(value)
             return False
-        if inspect.isgenerator(value) or inspect.isasyncgen(value) or (
-            hasattr(value, "__aiter__") and not isinstance(value, dict | list)
+        if (
+            inspect.isgenerator(value)
+            or inspect.isasyncgen(value)
+            or (hasattr(value, "__aiter__") and not isinstance(value, dict | list))
         ):
             resp.status = status or 200
             sse = "text/event-stream" in (req.get_header("Accept") or "")
@@ -477,15 +621,24 @@ class ScriptsSink:
         try:
             data = _json_encode(value)
         except TypeError as exc:
-            raise HoodyError(f"cannot serialize the return value: {exc}", status=500,
-                             type="SerializationError") from None
+            raise HoodyError(
+                f"cannot serialize the return value: {exc}", status=500, type="SerializationError"
+            ) from None
         resp.status = status or 200
         resp.content_type = content_type or "application/json"
         resp.data = data
         return False
 
-    async def _stream(self, resp: falcon.asgi.Response, iterable: Any, sse: bool, script: Script,
-                      console: Console, timeout: float, content_type: str | None = None) -> bool:
+    async def _stream(
+        self,
+        resp: falcon.asgi.Response,
+        iterable: Any,
+        sse: bool,
+        script: Script,
+        console: Console,
+        timeout: float,
+        content_type: str | None = None,
+    ) -> bool:
         executor = self.executor
         encode = _sse_event if sse else _chunk
 
@@ -512,7 +665,8 @@ class ScriptsSink:
             resp.content_type = content_type
         else:
             resp.content_type = (
-                "application/x-ndjson" if first is not _SENTINEL and not isinstance(first, str | bytes)
+                "application/x-ndjson"
+                if first is not _SENTINEL and not isinstance(first, str | bytes)
                 else "text/plain; charset=utf-8"
             )
         sink = self
