@@ -61,7 +61,7 @@ class Param(msgspec.Struct, frozen=True):
 class Entry:
     """One callable of a script with its injection plan."""
 
-    __slots__ = ("fn", "name", "params", "is_async", "is_gen", "is_async_gen", "positional")
+    __slots__ = ("fn", "name", "params", "is_async", "is_gen", "is_async_gen", "positional", "used")
 
     def __init__(
         self, fn: Callable[..., Any], name: str, params: list[Param], positional: bool = False
@@ -70,6 +70,7 @@ class Entry:
         self.name = name
         self.params = params
         self.positional = positional  # body mode: called with BODY_ARGS in order
+        self.used = frozenset(p.name for p in params)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.is_async_gen = inspect.isasyncgenfunction(fn)
         self.is_gen = inspect.isgeneratorfunction(fn)
@@ -186,6 +187,21 @@ def analyse(tree: ast.Module) -> dict[str, Any]:
         if shape == "handler"
         else None,
     }
+
+
+_DYNAMIC = frozenset({"locals", "vars", "eval", "exec", "globals", "__import__", "getattr"})
+
+
+def used_context(tree: ast.Module) -> frozenset[str]:
+    """Which of ``BODY_ARGS`` a body-mode script can reach.
+
+    Names never mentioned need not be built per request. Any dynamic lookup
+    (``locals()``, ``eval``...) makes every name count as used.
+    """
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    if names & _DYNAMIC:
+        return frozenset(BODY_ARGS)
+    return frozenset(n for n in BODY_ARGS if n in names)
 
 
 def parse(source: str, filename: str) -> ast.Module:
@@ -341,7 +357,10 @@ def load(
         ) from exc
     if script.shape == "body":
         fn = namespace.pop(BODY_FN)
-        script.entries["*"] = Entry(fn, "body", [Param(n, n) for n in BODY_ARGS], positional=True)
+        used = used_context(tree)
+        script.entries["*"] = Entry(
+            fn, "body", [Param(n, n) for n in BODY_ARGS if n in used], positional=True
+        )
     elif script.shape == "handler":
         fn = namespace[facts["handler"]]
         script.entries["*"] = Entry(fn, facts["handler"], plan(fn, route_params, namespace))

@@ -64,6 +64,7 @@ class Watchdog:
         self.expired: set[asyncio.Task[Any]] = set()
         self._wake = threading.Event()
         self._awake = False
+        self.arms = 0  # executions seen; while they keep coming the watchdog stays awake
         self._main = threading.main_thread().ident
         self._thread: threading.Thread | None = None
 
@@ -74,6 +75,7 @@ class Watchdog:
 
     def arm(self, task: asyncio.Task[Any], deadline: float) -> None:
         self.deadlines[task] = deadline
+        self.arms += 1
         if not self._awake:
             self._awake = True
             self._wake.set()
@@ -84,13 +86,25 @@ class Watchdog:
             self.expired.discard(task)
 
     def _run(self) -> None:
+        seen = 0
+        quiet = 0
         while True:
             self._wake.wait()
             time.sleep(self.period)
             if not self.deadlines:
+                # Going to sleep costs the next request an Event.set and a thread
+                # wake-up; under load, stay awake until a second passes without work.
+                if self.arms != seen:
+                    seen = self.arms
+                    quiet = 0
+                    continue
+                quiet += 1
+                if quiet * self.period < 1.0:
+                    continue
+                quiet = 0
                 self._awake = False
                 self._wake.clear()
-                if self.deadlines:  # armed between the check and the clear
+                if self.deadlines or self.arms != seen:  # armed meanwhile
                     self._awake = True
                     self._wake.set()
                 continue

@@ -309,12 +309,15 @@ class ScriptsSink:
         streaming = False
         try:
             if entry.positional:
-                metadata = Metadata(r, route.file, hostname, subdomain, exec_id, magic.raw, "http")
+                # Body mode: build only what the script mentions (decided at compile time).
+                used = entry.used
                 args: tuple[Any, ...] = (
                     r,
                     res,
-                    metadata,
-                    Shared(self.shared, hostname),
+                    Metadata(r, route.file, hostname, subdomain, exec_id, magic.raw, "http")
+                    if "metadata" in used
+                    else None,
+                    Shared(self.shared, hostname) if "shared" in used else None,
                     console,
                     _AI,
                 )
