@@ -173,15 +173,19 @@ class ThreadPool:
         self._lock = threading.Lock()
         self._threads = 0
         self._idle = 0
+        self._pending = 0  # submitted, not yet picked up
         self._stuck = 0
         self.busy = 0
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> _Job:
         job = _Job(fn, args)
         with self._lock:
-            if self._idle == 0 and self._threads < self.size + self._stuck:
+            self._pending += 1
+            spawn = self._pending > self._idle and self._threads < self.size + self._stuck
+            if spawn:
                 self._threads += 1
-                threading.Thread(target=self._work, name="hoodyexec-pool", daemon=True).start()
+        if spawn:
+            threading.Thread(target=self._work, name="hoodyexec-pool", daemon=True).start()
         self._queue.put(job)
         return job
 
@@ -193,6 +197,7 @@ class ThreadPool:
                 job = self._queue.get()
                 with self._lock:
                     self._idle -= 1
+                    self._pending -= 1
                     self.busy += 1
                 if job is None:
                     return
@@ -229,12 +234,14 @@ class ThreadPool:
             return True
 
     def mark_stuck(self, job: _Job) -> None:
-        """A job that ignored its interrupt: add a thread so capacity is kept."""
+        """A running job that ignored its interrupt: add a thread so capacity is kept."""
         with self._lock:
-            if job.done:
+            if job.done or job.thread is None:
                 return
             self._stuck += 1
             stuck = self._stuck
+            self._threads += 1
+        threading.Thread(target=self._work, name="hoodyexec-pool", daemon=True).start()
         log.error("a script thread is stuck past its timeout (%d stuck in this worker)", stuck)
         if stuck >= self.stuck_limit and self.on_stuck_limit is not None:
             self.on_stuck_limit()
