@@ -2,12 +2,12 @@
 
 ``make bench`` runs, on this machine:
 
-1. requests/s of a trivial body-mode script, a trivial async handler and a
-   plain Falcon ASGI app (``baseline_app.py``) on the same gunicorn settings
-   (``asgi`` worker class, ``conf/gunicorn.conf.py``, same worker count), in
-   alternating rounds; the medians give the ratios;
-   Ratios are medians of per-round ratios (each round runs every target back
-   to back), which cancels most of the drift of a shared machine;
+1. requests/s of a trivial body-mode script and a trivial async handler
+   against a plain Falcon ASGI app (``baseline_app.py``) on the same gunicorn
+   settings (``asgi`` worker class, ``conf/gunicorn.conf.py``, same worker
+   count). Each pair is loaded at the same time by two wrk processes, both
+   servers on the same CPU, so any slowdown of the machine hits both alike;
+   the ratio is the median over rounds;
 2. write → first invocation latency (p50/p99): a new script file written
    atomically, then requested at once;
 3. throughput with 1,000 scripts in an instance (requests spread over all of
@@ -104,10 +104,14 @@ class Server:
         )
 
     def pin(self) -> None:
-        if PIN:
-            subprocess.run(
-                ["taskset", "-acp", "0", str(self.proc.pid)], stdout=subprocess.DEVNULL, check=False
-            )
+        """Pin the master and every process under it (all threads) to CPU 0."""
+        if not PIN:
+            return
+        import psutil
+
+        root = psutil.Process(self.proc.pid)
+        for proc in [root, *root.children(recursive=True)]:
+            subprocess.run(["taskset", "-acp", "0", str(proc.pid)], stdout=subprocess.DEVNULL, check=False)
 
     def stop(self) -> None:
         try:
@@ -179,6 +183,32 @@ def wrk(
     return float(m.group(1)) if m else 0.0
 
 
+def wrk_cmd(wrk_bin: str, url: str, seconds: float, conns: int, host: str | None, script: str | None) -> list[str]:
+    cmd = [wrk_bin, "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s"]
+    if host:
+        cmd += ["-H", f"Host: {host}"]
+    if script:
+        cmd += ["-s", script]
+    cmd.append(url)
+    return ["taskset", "-c", "1", *cmd] if PIN else cmd
+
+
+def duel(wrk_bin: str, a: tuple[str, str | None, str | None], b: tuple[str, str | None, str | None],
+         seconds: float, conns: int) -> tuple[float, float]:
+    """Load two servers at the same time, on the same CPU: whatever the machine
+    does during the round, both see it, so the ratio of their requests/s is the
+    ratio of their costs per request."""
+    procs = [subprocess.Popen(wrk_cmd(wrk_bin, url, seconds, conns, host, script), stdout=subprocess.PIPE,
+                              text=True) for url, host, script in (a, b)]
+    outs = [p.communicate()[0] for p in procs]
+    rates = []
+    for out in outs:
+        if re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out):
+            raise RuntimeError(f"error responses during the benchmark:\n{out}")
+        rates.append(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)))
+    return rates[0], rates[1]
+
+
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as fh:
@@ -193,8 +223,8 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=2, help="duration of one wrk round")
-    ap.add_argument("--rounds", type=int, default=15, help="alternating rounds per target")
+    ap.add_argument("--seconds", type=float, default=3, help="duration of one wrk round")
+    ap.add_argument("--rounds", type=int, default=7, help="rounds per pair")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--writes", type=int, default=300, help="write → first invocation samples")
@@ -255,28 +285,25 @@ def main() -> None:
             }
             for url, host, script in targets.values():
                 wrk(wrk_bin, url, 1, args.connections, host, script)
-            rounds: dict[str, list[float]] = {name: [] for name in targets}
-            for _ in range(args.rounds):
-                for name, (url, host, script) in targets.items():
-                    rounds[name].append(
-                        wrk(wrk_bin, url, args.seconds, args.connections, host, script)
-                    )
-            med = {name: statistics.median(v) for name, v in rounds.items()}
-
-            def paired(a: str, b: str) -> float:
-                # Each round measures both targets back to back: the median of the
-                # per-round ratios cancels most of a shared machine's drift.
-                return round(
-                    statistics.median(x / y for x, y in zip(rounds[a], rounds[b], strict=True)), 3
-                )
-
-            results["rps_median"] = {k: round(v) for k, v in med.items()}
-            results["rps_rounds"] = {k: [round(x) for x in v] for k, v in rounds.items()}
-            results["ratios"] = {
-                "body_vs_falcon": paired("body", "falcon"),
-                "async_handler_vs_falcon": paired("async_handler", "falcon"),
-                "thousand_vs_one_script": paired("thousand_scripts", "one_script"),
+            # Each pair is loaded at the same time, both servers pinned to the same CPU;
+            # the median over rounds of the per-round ratio is the figure.
+            pairs = {
+                "body_vs_falcon": ("body", "falcon"),
+                "async_handler_vs_falcon": ("async_handler", "falcon"),
+                "thousand_vs_one_script": ("thousand_scripts", "one_script"),
             }
+            rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in pairs}
+            for _ in range(args.rounds):
+                for name, (a, b) in pairs.items():
+                    rounds[name].append(duel(wrk_bin, targets[a], targets[b], args.seconds, args.connections // 2))
+            results["ratios"] = {
+                name: round(statistics.median(x / y for x, y in v), 3) for name, v in rounds.items()
+            }
+            results["rps_rounds"] = {name: [[round(x), round(y)] for x, y in v] for name, v in rounds.items()}
+            # For scale: each target alone, sequentially (noisy on a shared machine).
+            solo = {name: wrk(wrk_bin, url, args.seconds, args.connections, host, script)
+                    for name, (url, host, script) in targets.items()}
+            results["rps_alone"] = {k: round(v) for k, v in solo.items()}
 
             # write → first invocation
             lat = []

@@ -115,10 +115,12 @@ class Watcher:
                 continue
             self.dirs[wd] = dirpath
 
+    def pending(self) -> bool:
+        """One non-blocking poll() of the inotify fd: is anything queued?"""
+        return bool(self._poll.poll(0))
+
     def changes(self) -> list[tuple[str, int]] | None:
         """(path, mask) of what changed since last call; None means "assume everything"."""
-        if not self._poll.poll(0):  # one syscall, no exception: the common case
-            return []
         try:
             data = os.read(self.fd, 65536)
         except BlockingIOError:
@@ -173,7 +175,7 @@ class Catalog:
     # -- freshness ------------------------------------------------------------
     def refresh(self) -> None:
         watcher = self.watcher
-        if watcher is None:
+        if watcher is None or not watcher.pending():
             return
         changes = watcher.changes()
         if changes is None:
@@ -231,6 +233,12 @@ class Catalog:
         """The compiled script for a route, fresh; raises ``ScriptLoadError``."""
         rel = route.file
         cached = inst.scripts.get(rel)
+        if cached is not None and self.watcher is not None:
+            # inotify is the per-request check: any change to this file (or a
+            # private module) has already dropped it from the cache in refresh().
+            if type(cached) is Script:
+                return cached
+            raise cached
         path = cached.path if type(cached) is Script else os.path.join(inst.root, rel)
         try:
             identity = compiler.read_identity(path)

@@ -64,25 +64,13 @@ class Req:
     ``remote_addr``; views of it are computed on first use only.
     """
 
-    __slots__ = (
-        "method",
-        "path",
-        "query",
-        "params",
-        "body",
-        "raw",
-        "id",
-        "_src",
-        "_headers",
-        "_cookies",
-    )
+    __slots__ = ("method", "path", "params", "body", "raw", "id", "_src", "_headers", "_cookies", "_query")
 
     def __init__(
         self,
         src: Any,
         method: str,
         path: str,
-        query: Mapping[str, Any],
         params: Mapping[str, str],
         body: Any,
         raw: bytes,
@@ -91,13 +79,21 @@ class Req:
         self._src = src
         self.method = method
         self.path = path
-        self.query = query
+        self._query: Mapping[str, Any] | None = None
         self.params = params
         self.body = body
         self.raw = raw
         self.id = execution_id
         self._headers: Headers | None = None
         self._cookies: dict[str, str] | None = None
+
+    @property
+    def query(self) -> Mapping[str, Any]:
+        """Query parameters (a repeated key gives a list), parsed on first use."""
+        q = self._query
+        if q is None:
+            q = self._query = self._src.params
+        return q
 
     @property
     def url(self) -> str:

@@ -340,3 +340,27 @@ def test_pool_interrupts_python_code_and_replaces_stuck_threads():
     t0 = _time.monotonic()
     assert pool.submit(lambda: "free").future.result(timeout=5) == "free"
     assert _time.monotonic() - t0 < 0.5  # a replacement thread took it, not the stuck ones
+
+
+def test_catalog_without_inotify_falls_back_to_stat(tmp_path):
+    import os as _os
+    import time as _time
+
+    from hoodyexec.catalog import Catalog
+
+    root = tmp_path / "scripts"
+    inst_dir = root / "default" / "1"
+    inst_dir.mkdir(parents=True)
+    (inst_dir / "v.py").write_text("return 1\n")
+    catalog = Catalog(str(root), watch=False)
+    inst = catalog.instance("default", "1")
+    route, _ = inst.router.find("/v")
+    first = catalog.load(inst, route)
+    assert catalog.load(inst, route) is first  # unchanged: the cached version
+    _time.sleep(0.01)
+    (inst_dir / "v.py").write_text("return 22\n")
+    second = catalog.load(inst, route)
+    assert second is not first and "22" in second.source
+    _os.unlink(inst_dir / "v.py")
+    with pytest.raises(FileNotFoundError):
+        catalog.load(inst, route)

@@ -299,18 +299,19 @@ class ScriptsSink:
         console = Console(scriptlog, execution_id, script.log_min)
         if magic.log_request_body and raw:
             console.info(f"{method} {path} body: {raw[:4096].decode('utf-8', 'replace')}")
-        query = req.params
-        r = Req(req, method, path, query, params, body, raw, execution_id)
-        res = Res()
+        positional = entry.positional
+        used = entry.used
+        # Body mode builds only what the script mentions (decided at compile time).
+        need_req = not positional or "req" in used or "metadata" in used
+        r = Req(req, method, path, params, body, raw, execution_id) if need_req else None
+        res = Res() if not positional or "res" in used else None
         timeout = magic.timeout / 1000.0
 
         self.inflight += 1
         token = current.set(console)
         streaming = False
         try:
-            if entry.positional:
-                # Body mode: build only what the script mentions (decided at compile time).
-                used = entry.used
+            if positional:
                 args: tuple[Any, ...] = (
                     r,
                     res,
@@ -335,7 +336,7 @@ class ScriptsSink:
                         magic.raw,
                         console,
                         body,
-                        query,
+                        None,
                         params,
                         raw,
                         req,
@@ -352,7 +353,7 @@ class ScriptsSink:
                 result, held = self.executor.run_inline(entry.fn, args, kwargs, timeout)
                 if held > self.executor.threshold and mode == "auto":
                     self._offload(script, held, console)
-            if res.used or result is res:
+            if res is not None and (res.used or result is res):
                 streaming = await self._render(req, resp, result, res, script, console, timeout)
             elif type(result) is dict or type(result) is list:
                 try:
@@ -470,7 +471,7 @@ class ScriptsSink:
             elif src == "body":
                 kwargs[p.name] = body
             elif src == "query":
-                kwargs[p.name] = query
+                kwargs[p.name] = r.query
             elif src == "params":
                 kwargs[p.name] = params
             elif src == "route":
@@ -479,10 +480,10 @@ class ScriptsSink:
                     value = _convert(value, p.type, "route parameter", f"$.{p.name}", strict=False)
                 kwargs[p.name] = value
             elif src == "typed-query":
-                kwargs[p.name] = _convert(dict(query), p.type, "query", None, strict=False)
+                kwargs[p.name] = _convert(dict(r.query), p.type, "query", None, strict=False)
             elif src in ("typed-body", "typed"):
                 if src == "typed" and not raw:
-                    kwargs[p.name] = _convert(dict(query), p.type, "query", None, strict=False)
+                    kwargs[p.name] = _convert(dict(r.query), p.type, "query", None, strict=False)
                 elif isinstance(body, bytes | str) or body is None:
                     kwargs[p.name] = _decode_raw(raw, p.type)
                 else:
