@@ -61,7 +61,18 @@ class Param(msgspec.Struct, frozen=True):
 class Entry:
     """One callable of a script with its injection plan."""
 
-    __slots__ = ("fn", "name", "params", "is_async", "is_gen", "is_async_gen", "positional", "used")
+    __slots__ = (
+        "fn",
+        "name",
+        "params",
+        "is_async",
+        "is_gen",
+        "is_async_gen",
+        "positional",
+        "used",
+        "needs_req",
+        "needs_res",
+    )
 
     def __init__(
         self, fn: Callable[..., Any], name: str, params: list[Param], positional: bool = False
@@ -71,6 +82,13 @@ class Entry:
         self.params = params
         self.positional = positional  # body mode: called with BODY_ARGS in order
         self.used = frozenset(p.name for p in params)
+        # What a call needs built per request (decided once, here).
+        if positional:
+            self.needs_req = "req" in self.used or "metadata" in self.used
+            self.needs_res = "res" in self.used
+        else:
+            self.needs_req = bool(params)
+            self.needs_res = any(p.source == "res" for p in params)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.is_async_gen = inspect.isasyncgenfunction(fn)
         self.is_gen = inspect.isgeneratorfunction(fn)

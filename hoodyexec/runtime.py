@@ -64,7 +64,18 @@ class Req:
     ``remote_addr``; views of it are computed on first use only.
     """
 
-    __slots__ = ("method", "path", "params", "body", "raw", "id", "_src", "_headers", "_cookies", "_query")
+    __slots__ = (
+        "method",
+        "path",
+        "params",
+        "body",
+        "raw",
+        "id",
+        "_src",
+        "_headers",
+        "_cookies",
+        "_query",
+    )
 
     def __init__(
         self,

@@ -301,10 +301,9 @@ class ScriptsSink:
             console.info(f"{method} {path} body: {raw[:4096].decode('utf-8', 'replace')}")
         positional = entry.positional
         used = entry.used
-        # Body mode builds only what the script mentions (decided at compile time).
-        need_req = not positional or "req" in used or "metadata" in used
-        r = Req(req, method, path, params, body, raw, execution_id) if need_req else None
-        res = Res() if not positional or "res" in used else None
+        # Build only what the script can reach (decided at compile time).
+        r = Req(req, method, path, params, body, raw, execution_id) if entry.needs_req else None
+        res = Res() if entry.needs_res else None
         timeout = magic.timeout / 1000.0
 
         self.inflight += 1
@@ -323,6 +322,8 @@ class ScriptsSink:
                     _AI,
                 )
                 kwargs: dict[str, Any] = {}
+            elif not entry.params:
+                args, kwargs = (), {}
             else:
                 try:
                     args, kwargs = self._arguments(
