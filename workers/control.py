@@ -89,6 +89,8 @@ class ControlWorker:
                 worker_pids=worker_pids,
                 token=self.settings.token,
                 shared=SharedStore(self.home.db),
+                home=self.home,
+                host_pattern=self.settings.host_pattern,
             )
             await server.start()
         except Exception as exc:

@@ -20,6 +20,8 @@ import msgspec
 from .. import __version__
 from ..errors import BadRequest, MethodNotAllowed, NotFound, NotImplementedYet, Unauthorized
 from ..reference import ENDPOINTS
+from ..home import Home
+from ..scriptstore import ScriptStore
 from ..shared import SharedStore
 from . import errors
 
@@ -166,6 +168,19 @@ class SharedStateAPI:
 _ABSENT = object()
 
 
+def _validator() -> Any:
+    """The write pipeline's checks (syntax, static, dependencies, magic comments)."""
+    try:
+        from ..validation import validate_script
+    except ImportError:  # pragma: no cover - the module is part of the kit
+        return None
+
+    def check(code: str, folder: str) -> dict[str, Any]:
+        return validate_script(code, script_dir=folder)
+
+    return check
+
+
 def _template_regex(path: str) -> re.Pattern[str]:
     return re.compile("^" + re.sub(r"\\\{\w+\\\}", r"[^/]+", re.escape(path)) + "$")
 
@@ -206,6 +221,8 @@ def create_management(
     worker_pids: WorkerPids,
     token: str | None = None,
     shared: SharedStore | None = None,
+    home: Home | None = None,
+    host_pattern: str | None = None,
 ) -> falcon.asgi.App:
     app = falcon.asgi.App(middleware=[TokenAuth(token)])
     errors.install(app)
@@ -215,6 +232,13 @@ def create_management(
         app.add_route("/api/v1/exec/shared-state/get", state, suffix="get")
         app.add_route("/api/v1/exec/shared-state/set", state, suffix="set")
         app.add_route("/api/v1/exec/shared-state/clear", state, suffix="clear")
+    if home is not None:
+        from . import api_scripts
+        from .scripts import HostMap
+
+        hosts = HostMap(host_pattern) if host_pattern else HostMap()
+        store = ScriptStore(home, validator=_validator())
+        api_scripts.register(app, home, store, hosts)
     app.add_sink(_unknown, prefix=r"/api/v1/exec(/|$)")
     app.add_sink(_openapi, prefix=r"/openapi\.(json|yaml)$")
     return app
