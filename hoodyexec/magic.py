@@ -264,3 +264,74 @@ def parse(source: str, *, default_timeout: int = 30000) -> tuple[Magic, list[Mag
     fields = {k.replace("-", "_"): v for k, v in values.items()}
     fields.setdefault("timeout", default_timeout)
     return Magic(**fields, raw=values, lines=lines), errors
+
+
+# -- rewriting the leading block ------------------------------------------------------
+def _format(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, list | tuple):
+        text = ", ".join(str(v) for v in value)
+    else:
+        text = str(value)
+    return f"# @{name} {text}".rstrip()
+
+
+def rewrite(source: str, comments: dict[str, Any] | str) -> str:
+    """New source with its magic comments changed; everything after the leading
+    comment block is kept byte for byte.
+
+    ``comments`` as a dict sets names (a ``None`` value removes one) and keeps the
+    others; as a string of ``# @name value`` lines it replaces every magic line.
+    """
+    lines = source.splitlines(keepends=True)
+    block = leading_block(source)
+    end = len(block)  # the block is the first ``end`` lines
+    head = lines[:end]
+    body = "".join(lines[end:])
+    existing: dict[str, int] = {}
+    for index, line in enumerate(head):
+        m = _LINE.match(line)
+        if m:
+            existing.setdefault(m.group(1).lower(), index)
+    newline = "\n"
+    if isinstance(comments, str):
+        wanted = [ln.strip() for ln in comments.splitlines() if ln.strip()]
+        for ln in wanted:
+            if not _LINE.match(ln):
+                raise ValueError(f"not a magic comment line: {ln!r}")
+        kept = [ln for i, ln in enumerate(head) if i not in existing.values()]
+        insert_at = _insert_point(kept)
+        new_head = kept[:insert_at] + [ln + newline for ln in wanted] + kept[insert_at:]
+    else:
+        new_head = list(head)
+        appended: list[str] = []
+        for name, value in comments.items():
+            name = name.lower().lstrip("@")
+            if name not in _TABLE:
+                raise ValueError(f"unknown magic comment @{name}")
+            if name in existing:
+                idx = existing[name]
+                new_head[idx] = None if value is None else _format(name, value) + newline  # type: ignore[call-overload]
+            elif value is not None:
+                appended.append(_format(name, value) + newline)
+        new_head = [ln for ln in new_head if ln is not None]
+        if appended:
+            last_magic = max((i for i, ln in enumerate(new_head) if _LINE.match(ln)), default=None)
+            at = last_magic + 1 if last_magic is not None else _insert_point(new_head)
+            new_head[at:at] = appended
+    text = "".join(new_head)
+    if text and not text.endswith(("\n", "\r")) and body:
+        text += newline
+    return text + body
+
+
+def _insert_point(head: list[str]) -> int:
+    """After a shebang and an encoding line, if any."""
+    at = 0
+    for line in head[:2]:
+        if line.startswith("#!") or ("coding" in line and line.lstrip().startswith("#")):
+            at += 1
+        else:
+            break
+    return at

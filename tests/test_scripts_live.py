@@ -149,3 +149,28 @@ def test_script_errors_over_http(kit):
     assert kit.get("/hello").status == 200
     r = kit.request("POST", "/echo", body=b"{nope", headers={"Content-Type": "application/json"})
     assert r.status == 400 and r.json()["error"] == "Invalid JSON"
+
+
+def test_api_write_move_delete_are_served_at_once_by_every_worker(kit):
+    health = kit.wait_healthy()
+    w = "/api/v1/exec/scripts/"
+    seen = set()
+    for version in (1, 2, 3):
+        r = kit.request("POST", w + "write", body={
+            "path": "live/v.py", "content": f"import os\nreturn {{'v': {version}, 'pid': os.getpid()}}\n"})
+        assert r.status in (200, 201) and r.json()["validated"] is True, r.body
+        for _ in range(30):
+            got = kit.get("/live/v").json()
+            assert got["v"] == version
+            seen.add(got["pid"])
+    assert seen == set(health["workers"])
+    r = kit.request("POST", w + "move", body={"from": "live/v.py", "to": "live/w.py"})
+    assert r.status == 200
+    for _ in range(10):
+        assert kit.get("/live/v").status == 404 and kit.get("/live/w").json()["v"] == 3
+    r = kit.request("DELETE", w + "delete?path=live/w.py&confirm=true")
+    assert r.status == 200
+    for _ in range(10):
+        assert kit.get("/live/w").status == 404
+    r = kit.request("POST", w + "write", body={"path": "bad.py", "content": "def f(:\n"})
+    assert r.status == 400 and r.json()["error"] == "Script validation failed" and "validation" in r.json()

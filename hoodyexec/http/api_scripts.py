@@ -137,9 +137,10 @@ class ScriptsAPI:
         errors.json_response(resp, self.store.exec_ids())
 
 
-def register(app: falcon.asgi.App, home: Home, store: ScriptStore, hosts: HostMap) -> None:
+def register(app: falcon.asgi.App, home: Home, store: ScriptStore, hosts: HostMap) -> ScriptsAPI:
     api = ScriptsAPI(home, store, hosts)
     base = "/api/v1/exec/scripts/"
     for name in ("write", "read", "list", "delete", "move", "tree"):
         app.add_route(base + name, api, suffix=name)
     app.add_route("/api/v1/exec/list", api, suffix="ids")
+    return api

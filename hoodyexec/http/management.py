@@ -238,7 +238,10 @@ def create_management(
 
         hosts = HostMap(host_pattern) if host_pattern else HostMap()
         store = ScriptStore(home, validator=_validator())
-        api_scripts.register(app, home, store, hosts)
+        scripts_api = api_scripts.register(app, home, store, hosts)
+        from . import api_magic
+
+        api_magic.register(app, scripts_api, store)
     app.add_sink(_unknown, prefix=r"/api/v1/exec(/|$)")
     app.add_sink(_openapi, prefix=r"/openapi\.(json|yaml)$")
     return app

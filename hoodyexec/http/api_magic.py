@@ -1,0 +1,122 @@
+"""Management API: magic comments (schema, read, update, bulk-update)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import falcon
+import falcon.asgi
+import msgspec
+
+from .. import magic
+from ..errors import BadRequest, NotFound
+from ..scriptstore import ScriptStore, safe_path, write_atomic
+from . import errors
+from .api_scripts import ScriptsAPI, flag, json_body, need
+
+
+def _comments(body: dict[str, Any]) -> dict[str, Any] | str:
+    comments = body.get("comments")
+    if isinstance(comments, dict | str):
+        return comments
+    raise BadRequest("comments must be an object of name → value (null removes) or a string of '# @name value' lines",
+                     field="comments")
+
+
+def _apply(source: str, comments: dict[str, Any] | str) -> tuple[str, dict[str, Any]]:
+    try:
+        new = magic.rewrite(source, comments)
+    except ValueError as exc:
+        raise BadRequest(str(exc), field="comments") from None
+    parsed, problems = magic.parse(new)
+    if problems:
+        raise BadRequest(f"Invalid magic comment: {problems[0]}", problems=[str(p) for p in problems])
+    return new, parsed.raw
+
+
+class MagicAPI:
+    def __init__(self, scripts: ScriptsAPI, store: ScriptStore) -> None:
+        self.scripts = scripts
+        self.store = store
+
+    async def on_get_schema(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        errors.json_response(resp, {"success": True, "prefixes": ["#", "//"],
+                                    "schema": [msgspec.to_builtins(s) for s in magic.SCHEMA]})
+
+    async def on_get_read(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        path = req.get_param("path")
+        if not path:
+            raise BadRequest("path query parameter is required", field="path")
+        target, rel = safe_path(self.scripts.scope(req), path)
+        if not os.path.isfile(target):
+            raise NotFound(f"No such script: {rel}", path=rel)
+        with open(target, encoding="utf-8", errors="replace") as fh:
+            source = fh.read()
+        parsed, problems = magic.parse(source)
+        values = {k: v for k, v in msgspec.to_builtins(parsed).items() if k not in ("raw", "lines")}
+        errors.json_response(resp, {
+            "success": True, "path": rel, "magicComments": parsed.raw, "lines": parsed.lines,
+            "values": values, "valid": not problems, "errors": [msgspec.to_builtins(p) for p in problems],
+        })
+
+    async def on_put_update(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        body = await json_body(req)
+        target, rel = safe_path(self.scripts.scope(req, body), need(body, "path"))
+        if not os.path.isfile(target):
+            raise NotFound(f"No such script: {rel}", path=rel)
+        with open(target, encoding="utf-8") as fh:
+            source = fh.read()
+        new, parsed = _apply(source, _comments(body))
+        dry = flag(body.get("dry_run"), "dry_run", False)
+        if not dry and new != source:
+            write_atomic(target, new.encode("utf-8"))
+        errors.json_response(resp, {"success": True, "path": rel, "dry_run": dry, "changed": new != source,
+                                    "magicComments": parsed, **({"content": new} if dry else {})})
+
+    async def on_post_bulk(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        body = await json_body(req)
+        scope = self.scripts.scope(req, body)
+        directory = body.get("directory") or ""
+        if not isinstance(directory, str):
+            raise BadRequest("directory must be a string", field="directory")
+        extension = body.get("extension") or ".py"
+        if not isinstance(extension, str):
+            raise BadRequest("extension must be a string", field="extension")
+        if not extension.startswith("."):
+            extension = "." + extension
+        comments = _comments(body)
+        dry = flag(body.get("dry_run"), "dry_run", False)
+        recursive = flag(body.get("recursive"), "recursive", True)
+        base, directory = safe_path(scope, directory, allow_root=True)
+        if not os.path.isdir(base):
+            raise NotFound(f"No such folder: {directory or '/'}", path=directory)
+        results = []
+        for rel in self.store._walk(scope, base, recursive):
+            if not rel.endswith(extension):
+                continue
+            path = os.path.join(scope.root, rel)
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                source = fh.read()
+            try:
+                new, parsed = _apply(source, comments)
+            except BadRequest as exc:
+                results.append({"path": rel, "success": False, "error": exc.message})
+                continue
+            if not dry and new != source:
+                write_atomic(path, new.encode("utf-8"))
+            results.append({"path": rel, "success": True, "changed": new != source, "magicComments": parsed})
+        errors.json_response(resp, {
+            "success": all(r["success"] for r in results), "dry_run": dry, "directory": directory,
+            "extension": extension, "results": results, "count": len(results),
+            "changed": sum(1 for r in results if r.get("changed")),
+        })
+
+
+def register(app: falcon.asgi.App, scripts: ScriptsAPI, store: ScriptStore) -> None:
+    api = MagicAPI(scripts, store)
+    base = "/api/v1/exec/magic-comments/"
+    app.add_route(base + "schema", api, suffix="schema")
+    app.add_route(base + "read", api, suffix="read")
+    app.add_route(base + "update", api, suffix="update")
+    app.add_route(base + "bulk-update", api, suffix="bulk")
