@@ -111,7 +111,9 @@ class Server:
 
         root = psutil.Process(self.proc.pid)
         for proc in [root, *root.children(recursive=True)]:
-            subprocess.run(["taskset", "-acp", "0", str(proc.pid)], stdout=subprocess.DEVNULL, check=False)
+            subprocess.run(
+                ["taskset", "-acp", "0", str(proc.pid)], stdout=subprocess.DEVNULL, check=False
+            )
 
     def stop(self) -> None:
         try:
@@ -183,7 +185,9 @@ def wrk(
     return float(m.group(1)) if m else 0.0
 
 
-def wrk_cmd(wrk_bin: str, url: str, seconds: float, conns: int, host: str | None, script: str | None) -> list[str]:
+def wrk_cmd(
+    wrk_bin: str, url: str, seconds: float, conns: int, host: str | None, script: str | None
+) -> list[str]:
     cmd = [wrk_bin, "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s"]
     if host:
         cmd += ["-H", f"Host: {host}"]
@@ -193,13 +197,22 @@ def wrk_cmd(wrk_bin: str, url: str, seconds: float, conns: int, host: str | None
     return ["taskset", "-c", "1", *cmd] if PIN else cmd
 
 
-def duel(wrk_bin: str, a: tuple[str, str | None, str | None], b: tuple[str, str | None, str | None],
-         seconds: float, conns: int) -> tuple[float, float]:
+def duel(
+    wrk_bin: str,
+    a: tuple[str, str | None, str | None],
+    b: tuple[str, str | None, str | None],
+    seconds: float,
+    conns: int,
+) -> tuple[float, float]:
     """Load two servers at the same time, on the same CPU: whatever the machine
     does during the round, both see it, so the ratio of their requests/s is the
     ratio of their costs per request."""
-    procs = [subprocess.Popen(wrk_cmd(wrk_bin, url, seconds, conns, host, script), stdout=subprocess.PIPE,
-                              text=True) for url, host, script in (a, b)]
+    procs = [
+        subprocess.Popen(
+            wrk_cmd(wrk_bin, url, seconds, conns, host, script), stdout=subprocess.PIPE, text=True
+        )
+        for url, host, script in (a, b)
+    ]
     outs = [p.communicate()[0] for p in procs]
     rates = []
     for out in outs:
@@ -295,14 +308,20 @@ def main() -> None:
             rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in pairs}
             for _ in range(args.rounds):
                 for name, (a, b) in pairs.items():
-                    rounds[name].append(duel(wrk_bin, targets[a], targets[b], args.seconds, args.connections // 2))
+                    rounds[name].append(
+                        duel(wrk_bin, targets[a], targets[b], args.seconds, args.connections // 2)
+                    )
             results["ratios"] = {
                 name: round(statistics.median(x / y for x, y in v), 3) for name, v in rounds.items()
             }
-            results["rps_rounds"] = {name: [[round(x), round(y)] for x, y in v] for name, v in rounds.items()}
+            results["rps_rounds"] = {
+                name: [[round(x), round(y)] for x, y in v] for name, v in rounds.items()
+            }
             # For scale: each target alone, sequentially (noisy on a shared machine).
-            solo = {name: wrk(wrk_bin, url, args.seconds, args.connections, host, script)
-                    for name, (url, host, script) in targets.items()}
+            solo = {
+                name: wrk(wrk_bin, url, args.seconds, args.connections, host, script)
+                for name, (url, host, script) in targets.items()
+            }
             results["rps_alone"] = {k: round(v) for k, v in solo.items()}
 
             # write → first invocation

@@ -265,6 +265,14 @@ class Executor:
         self.watchdog: Watchdog | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
+    def start_if_possible(self) -> None:
+        """Start the watchdog when called on the main thread with a running loop."""
+        if self.watchdog is None and threading.current_thread() is threading.main_thread():
+            try:
+                self.start(asyncio.get_running_loop())
+            except RuntimeError:
+                pass
+
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.watchdog = Watchdog(loop)

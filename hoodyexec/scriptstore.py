@@ -131,7 +131,9 @@ def _iso(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
-def describe(scope: Scope, rel: str, *, with_magic: bool = True, with_source: bool = False) -> dict[str, Any]:
+def describe(
+    scope: Scope, rel: str, *, with_magic: bool = True, with_source: bool = False
+) -> dict[str, Any]:
     """Metadata of one file: size, modified, route, shape, magic comments."""
     path = os.path.join(scope.root, rel)
     st = os.stat(path)
@@ -189,8 +191,15 @@ class ScriptStore:
         self.validator = validator  # (code, folder) -> {"valid", "results", ...}
 
     # -- write / read / delete / move -----------------------------------------------
-    def write(self, scope: Scope, rel: Any, content: Any, *, create_dirs: bool = True,
-              validate: bool = True) -> dict[str, Any]:
+    def write(
+        self,
+        scope: Scope,
+        rel: Any,
+        content: Any,
+        *,
+        create_dirs: bool = True,
+        validate: bool = True,
+    ) -> dict[str, Any]:
         if not isinstance(content, str):
             raise BadRequest("content must be a string")
         target, rel = safe_path(scope, rel)
@@ -199,7 +208,9 @@ class ScriptStore:
                 route_for(rel)
             except NotRoutable as exc:
                 if "reserved" in str(exc):
-                    raise BadRequest(f"{rel} would shadow a reserved path: {exc}", path=rel) from None
+                    raise BadRequest(
+                        f"{rel} would shadow a reserved path: {exc}", path=rel
+                    ) from None
         validated = False
         validation = None
         if validate and rel.endswith(".py") and self.validator is not None:
@@ -229,7 +240,11 @@ class ScriptStore:
             "created": not existed,
             "validated": validated,
             **scope.to_dict(),
-            **{k: v for k, v in describe(scope, rel, with_magic=False).items() if k in ("size", "modified", "route")},
+            **{
+                k: v
+                for k, v in describe(scope, rel, with_magic=False).items()
+                if k in ("size", "modified", "route")
+            },
         }
         if validation is not None:
             out["validation"] = validation
@@ -272,30 +287,54 @@ class ScriptStore:
                 route_for(dst)
             except NotRoutable as exc:
                 if "reserved" in str(exc):
-                    raise BadRequest(f"{dst} would shadow a reserved path: {exc}", path=dst) from None
+                    raise BadRequest(
+                        f"{dst} would shadow a reserved path: {exc}", path=dst
+                    ) from None
         if os.path.lexists(target):
             if not overwrite:
                 raise Conflict(f"{dst} exists (set overwrite to true to replace it)", path=dst)
             if os.path.isdir(target) != os.path.isdir(source):
-                raise BadRequest("cannot overwrite a file with a folder or a folder with a file", path=dst)
+                raise BadRequest(
+                    "cannot overwrite a file with a folder or a folder with a file", path=dst
+                )
             if os.path.isdir(target):
                 shutil.rmtree(target)
         os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
         os.replace(source, target)
         _fsync_dir(os.path.dirname(target))
         _fsync_dir(os.path.dirname(source))
-        return {"success": True, "from": src, "to": dst, "overwritten": overwrite, **scope.to_dict()}
+        return {
+            "success": True,
+            "from": src,
+            "to": dst,
+            "overwritten": overwrite,
+            **scope.to_dict(),
+        }
 
     # -- listings --------------------------------------------------------------------
-    def list(self, scope: Scope, *, dir: str = "", filter: str | None = None, metadata: bool = False,
-             label: str | None = None, tags: list[str] | None = None, mode: str | None = None,
-             enabled: bool | None = None, websocket: bool | None = None, recursive: bool = True,
-             include_comments: bool = False) -> dict[str, Any]:
+    def list(
+        self,
+        scope: Scope,
+        *,
+        dir: str = "",
+        filter: str | None = None,
+        metadata: bool = False,
+        label: str | None = None,
+        tags: list[str] | None = None,
+        mode: str | None = None,
+        enabled: bool | None = None,
+        websocket: bool | None = None,
+        recursive: bool = True,
+        include_comments: bool = False,
+    ) -> dict[str, Any]:
         base, dir = safe_path(scope, dir, allow_root=True)
         scripts: list[dict[str, Any]] = []
         if os.path.isdir(base):
-            needs_magic = metadata or include_comments or any(
-                x is not None for x in (label, tags, mode, enabled, websocket))
+            needs_magic = (
+                metadata
+                or include_comments
+                or any(x is not None for x in (label, tags, mode, enabled, websocket))
+            )
             for rel in self._walk(scope, base, recursive):
                 if filter and filter.lower() not in rel.lower():
                     continue
@@ -313,25 +352,45 @@ class ScriptStore:
                 if not include_comments:
                     info.pop("magicComments", None)
                 if not metadata:
-                    info = {k: v for k, v in info.items()
-                            if k in ("path", "name", "route", "size", "modified", "type", "magicComments")}
+                    info = {
+                        k: v
+                        for k, v in info.items()
+                        if k
+                        in ("path", "name", "route", "size", "modified", "type", "magicComments")
+                    }
                 scripts.append(info)
-        return {"success": True, **scope.to_dict(), "dir": dir, "scripts": scripts, "count": len(scripts)}
+        return {
+            "success": True,
+            **scope.to_dict(),
+            "dir": dir,
+            "scripts": scripts,
+            "count": len(scripts),
+        }
 
     def _walk(self, scope: Scope, base: str, recursive: bool) -> list[str]:
         out = []
         for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
+            dirnames[:] = sorted(
+                d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".")
+            )
             for name in sorted(filenames):
                 if name.startswith(".") or ".tmp-" in name:
                     continue
-                out.append(os.path.relpath(os.path.join(dirpath, name), scope.root).replace(os.sep, "/"))
+                out.append(
+                    os.path.relpath(os.path.join(dirpath, name), scope.root).replace(os.sep, "/")
+                )
             if not recursive:
                 break
         return out
 
-    def tree(self, scope: Scope, *, base_dir: str = "", max_depth: int = 10,
-             include_metadata: bool = False) -> dict[str, Any]:
+    def tree(
+        self,
+        scope: Scope,
+        *,
+        base_dir: str = "",
+        max_depth: int = 10,
+        include_metadata: bool = False,
+    ) -> dict[str, Any]:
         base, base_dir = safe_path(scope, base_dir, allow_root=True)
         if not os.path.isdir(base):
             raise NotFound(f"No such folder: {base_dir or '/'}", path=base_dir)
@@ -339,13 +398,19 @@ class ScriptStore:
 
         def node(path: str, rel: str, depth: int) -> dict[str, Any]:
             if os.path.isdir(path):
-                item: dict[str, Any] = {"name": os.path.basename(path) or scope.exec_id, "path": rel, "type": "directory"}
+                item: dict[str, Any] = {
+                    "name": os.path.basename(path) or scope.exec_id,
+                    "path": rel,
+                    "type": "directory",
+                }
                 if depth < max_depth:
                     children = []
                     for name in sorted(os.listdir(path)):
                         if name.startswith(".") or name in SKIP_DIRS:
                             continue
-                        children.append(node(os.path.join(path, name), f"{rel}/{name}".lstrip("/"), depth + 1))
+                        children.append(
+                            node(os.path.join(path, name), f"{rel}/{name}".lstrip("/"), depth + 1)
+                        )
                     item["children"] = children
                 else:
                     item["truncated"] = True
@@ -354,8 +419,13 @@ class ScriptStore:
                 return {**describe(scope, rel), "type": "file"}
             return {"name": os.path.basename(path), "path": rel, "type": "file"}
 
-        return {"success": True, **scope.to_dict(), "baseDir": base_dir, "maxDepth": max_depth,
-                "tree": node(base, base_dir, 0)}
+        return {
+            "success": True,
+            **scope.to_dict(),
+            "baseDir": base_dir,
+            "maxDepth": max_depth,
+            "tree": node(base, base_dir, 0),
+        }
 
     def exec_ids(self) -> dict[str, Any]:
         """Every ``<subdomain>/<execId>`` with its script counts."""
@@ -380,6 +450,14 @@ class ScriptStore:
                             routable += 1
                         except NotRoutable:
                             pass
-                    out.append({"subdomain": sub, "execId": eid, "id": f"{sub}/{eid}", "scripts": len(py),
-                                "routes": routable, "files": len(files)})
+                    out.append(
+                        {
+                            "subdomain": sub,
+                            "execId": eid,
+                            "id": f"{sub}/{eid}",
+                            "scripts": len(py),
+                            "routes": routable,
+                            "files": len(files),
+                        }
+                    )
         return {"success": True, "execIds": out, "count": len(out)}

@@ -19,7 +19,9 @@ async def _no_workers() -> list[int]:
 def api(tmp_path):
     home = Home(str(tmp_path / "home"))
     home.prepare()
-    app = create_management(started=0.0, master_pid=1, control_pid=2, worker_pids=_no_workers, home=home)
+    app = create_management(
+        started=0.0, master_pid=1, control_pid=2, worker_pids=_no_workers, home=home
+    )
     client = falcon.testing.TestClient(app)
     client.home = home
     return client
@@ -29,39 +31,67 @@ B = "/api/v1/exec/scripts/"
 
 
 def test_write_read_roundtrip_and_atomic_files(api):
-    r = api.simulate_post(B + "write", json={"path": "greet.py", "content": "# @description Hi\nreturn 'hi'\n"})
+    r = api.simulate_post(
+        B + "write", json={"path": "greet.py", "content": "# @description Hi\nreturn 'hi'\n"}
+    )
     assert r.status_code == 201, r.json
-    assert r.json["success"] is True and r.json["path"] == "greet.py" and r.json["route"] == "/greet"
+    assert (
+        r.json["success"] is True and r.json["path"] == "greet.py" and r.json["route"] == "/greet"
+    )
     target = os.path.join(api.home.instance_dir(), "greet.py")
     assert open(target).read() == "# @description Hi\nreturn 'hi'\n"
     assert not [n for n in os.listdir(api.home.instance_dir()) if ".tmp" in n]
     r = api.simulate_post(B + "write", json={"path": "greet.py", "content": "return 'again'\n"})
     assert r.status_code == 200 and r.json["created"] is False
     r = api.simulate_get(B + "read", params={"path": "greet.py"})
-    assert r.json["content"] == "return 'again'\n" and r.json["route"] == "/greet" and r.json["shape"] == "body"
+    assert (
+        r.json["content"] == "return 'again'\n"
+        and r.json["route"] == "/greet"
+        and r.json["shape"] == "body"
+    )
     assert r.json["magicComments"] == {} and r.json["size"] == len("return 'again'\n")
     r = api.simulate_get(B + "read", params={"path": "greet.py"}).json
     assert r["subdomain"] == "default" and r["execId"] == "1"
 
 
 def test_write_scoping_query_wins_over_body(api):
-    r = api.simulate_post(B + "write", params={"execId": "7"},
-                          json={"path": "a.py", "content": "return 1\n", "execId": "8", "subdomain": "api"})
+    r = api.simulate_post(
+        B + "write",
+        params={"execId": "7"},
+        json={"path": "a.py", "content": "return 1\n", "execId": "8", "subdomain": "api"},
+    )
     assert r.status_code == 201 and (r.json["subdomain"], r.json["execId"]) == ("api", "7")
     assert os.path.exists(os.path.join(api.home.scripts, "api", "7", "a.py"))
-    r = api.simulate_post(B + "write", json={"path": "b.py", "content": "return 1\n", "exec_id": "9"})
+    r = api.simulate_post(
+        B + "write", json={"path": "b.py", "content": "return 1\n", "exec_id": "9"}
+    )
     assert (r.json["subdomain"], r.json["execId"]) == ("default", "9")
-    r = api.simulate_post(B + "write", params={"exec_id": "../x"}, json={"path": "c.py", "content": ""})
+    r = api.simulate_post(
+        B + "write", params={"exec_id": "../x"}, json={"path": "c.py", "content": ""}
+    )
     assert r.status_code == 400
 
 
-@pytest.mark.parametrize("bad", ["../escape.py", "/etc/passwd", "a/../../b.py", "x/../../../y.py", "..", "~/x.py",
-                                 "a\\..\\b.py"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../escape.py",
+        "/etc/passwd",
+        "a/../../b.py",
+        "x/../../../y.py",
+        "..",
+        "~/x.py",
+        "a\\..\\b.py",
+    ],
+)
 def test_path_safety(api, bad):
     r = api.simulate_post(B + "write", json={"path": bad, "content": "x"})
     assert r.status_code == 403 and r.json["error"] == "Path is excluded from access"
     assert api.simulate_get(B + "read", params={"path": bad}).status_code == 403
-    assert api.simulate_delete(B + "delete", params={"path": bad, "confirm": "true"}).status_code == 403
+    assert (
+        api.simulate_delete(B + "delete", params={"path": bad, "confirm": "true"}).status_code
+        == 403
+    )
 
 
 def test_symlink_escaping_is_refused(api, tmp_path):
@@ -86,12 +116,16 @@ def test_write_errors(api):
     assert api.simulate_post(B + "write", json={"path": "a.py", "content": 5}).status_code == 400
     r = api.simulate_post(B + "write", body="{nope", headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json["error"] == "Invalid JSON"
-    r = api.simulate_post(B + "write", json={"path": "deep/er/x.py", "content": "x", "createDirs": False,
-                                             "validate": False})
+    r = api.simulate_post(
+        B + "write",
+        json={"path": "deep/er/x.py", "content": "x", "createDirs": False, "validate": False},
+    )
     assert r.status_code == 404
     r = api.simulate_post(B + "write", json={"path": "data.json", "content": "{bad"})
     assert r.status_code == 400 and r.json["error"] == "Invalid JSON"
-    r = api.simulate_post(B + "write", json={"path": "data.json", "content": "{bad", "validate": False})
+    r = api.simulate_post(
+        B + "write", json={"path": "data.json", "content": "{bad", "validate": False}
+    )
     assert r.status_code == 201
     r = api.simulate_post(B + "write", json={"path": "notes.md", "content": "# not python ("})
     assert r.status_code == 201 and r.json["validated"] is False
@@ -101,10 +135,16 @@ def test_delete_needs_confirm(api):
     api.simulate_post(B + "write", json={"path": "d.py", "content": "return 1\n"})
     r = api.simulate_delete(B + "delete", params={"path": "d.py"})
     assert r.status_code == 400 and r.json["error"] == "confirm=true parameter required for safety"
-    assert api.simulate_delete(B + "delete", params={"path": "d.py", "confirm": "yes"}).status_code == 400
+    assert (
+        api.simulate_delete(B + "delete", params={"path": "d.py", "confirm": "yes"}).status_code
+        == 400
+    )
     r = api.simulate_delete(B + "delete", params={"path": "d.py", "confirm": "true"})
     assert r.status_code == 200 and r.json["deleted"] == "d.py"
-    assert api.simulate_delete(B + "delete", params={"path": "d.py", "confirm": "true"}).status_code == 404
+    assert (
+        api.simulate_delete(B + "delete", params={"path": "d.py", "confirm": "true"}).status_code
+        == 404
+    )
     assert api.simulate_get(B + "read", params={"path": "d.py"}).status_code == 404
 
 
@@ -119,8 +159,16 @@ def test_move_honours_overwrite(api):
     r = api.simulate_post(B + "move", json={"from": "m2.py", "to": "sub/dir/m3.py"})
     assert r.status_code == 200
     assert api.simulate_post(B + "move", json={"from": "nope.py", "to": "x.py"}).status_code == 404
-    assert api.simulate_post(B + "move", json={"from": "sub/dir/m3.py", "to": "../x.py"}).status_code == 403
-    assert api.simulate_post(B + "move", json={"from": "sub/dir/m3.py", "to": "api/v1/exec/z.py"}).status_code == 400
+    assert (
+        api.simulate_post(B + "move", json={"from": "sub/dir/m3.py", "to": "../x.py"}).status_code
+        == 403
+    )
+    assert (
+        api.simulate_post(
+            B + "move", json={"from": "sub/dir/m3.py", "to": "api/v1/exec/z.py"}
+        ).status_code
+        == 400
+    )
 
 
 def test_list_filters(api):
@@ -134,7 +182,9 @@ def test_list_filters(api):
         api.simulate_post(B + "write", json={"path": path, "content": content, "validate": False})
     names = lambda r: sorted(s["path"] for s in r.json["scripts"])  # noqa: E731
     all_ = api.simulate_get(B + "list")
-    assert {"a.py", "b.py", "sub/c.py", "readme.md"} <= set(names(all_)) and all_.json["count"] == len(all_.json["scripts"])
+    assert {"a.py", "b.py", "sub/c.py", "readme.md"} <= set(names(all_)) and all_.json[
+        "count"
+    ] == len(all_.json["scripts"])
     assert names(api.simulate_get(B + "list", params={"label": "billing"})) == ["a.py"]
     assert names(api.simulate_get(B + "list", params={"tags": "x"})) == ["a.py"]
     assert names(api.simulate_get(B + "list", params={"mode": "thread"})) == ["b.py"]
@@ -157,7 +207,10 @@ def test_tree(api):
     api.simulate_post(B + "write", json={"path": "t/deep/two.py", "content": "return 2\n"})
     r = api.simulate_post(B + "tree", json={"baseDir": "t"})
     tree = r.json["tree"]
-    assert tree["type"] == "directory" and {c["name"] for c in tree["children"]} == {"one.py", "deep"}
+    assert tree["type"] == "directory" and {c["name"] for c in tree["children"]} == {
+        "one.py",
+        "deep",
+    }
     r = api.simulate_post(B + "tree", json={"baseDir": "t", "maxDepth": 1})
     deep = next(c for c in r.json["tree"]["children"] if c["name"] == "deep")
     assert deep.get("truncated") is True
@@ -170,8 +223,12 @@ def test_tree(api):
 
 
 def test_exec_ids(api):
-    api.simulate_post(B + "write", params={"execId": "2"}, json={"path": "x.py", "content": "return 1\n"})
-    api.simulate_post(B + "write", params={"execId": "2"}, json={"path": "_lib.py", "content": "X = 1\n"})
+    api.simulate_post(
+        B + "write", params={"execId": "2"}, json={"path": "x.py", "content": "return 1\n"}
+    )
+    api.simulate_post(
+        B + "write", params={"execId": "2"}, json={"path": "_lib.py", "content": "X = 1\n"}
+    )
     r = api.simulate_get("/api/v1/exec/list")
     ids = {e["id"]: e for e in r.json["execIds"]}
     assert ids["default/2"]["scripts"] == 2 and ids["default/2"]["routes"] == 1
@@ -187,10 +244,20 @@ def test_magic_schema_and_read(api):
     assert {"timeout", "cors", "schedule", "token", "enabled"} <= names
     timeout = next(s for s in r.json["schema"] if s["name"] == "timeout")
     assert timeout["type"] == "integer (ms)" and timeout["default"] == 30000
-    api.simulate_post(B + "write", json={"path": "m.py", "content": "# @timeout 50\n# @bogus x\nreturn 1\n",
-                                         "validate": False})
+    api.simulate_post(
+        B + "write",
+        json={
+            "path": "m.py",
+            "content": "# @timeout 50\n# @bogus x\nreturn 1\n",
+            "validate": False,
+        },
+    )
     r = api.simulate_get(M + "read", params={"path": "m.py"}).json
-    assert r["magicComments"] == {"timeout": 50} and r["valid"] is False and r["errors"][0]["line"] == 2
+    assert (
+        r["magicComments"] == {"timeout": 50}
+        and r["valid"] is False
+        and r["errors"][0]["line"] == 2
+    )
     assert r["values"]["timeout"] == 50 and r["values"]["mode"] == "auto"
     assert api.simulate_get(M + "read", params={"path": "none.py"}).status_code == 404
 
@@ -199,12 +266,22 @@ def test_magic_update_keeps_code_bytes(api):
     code = "import os\n\n\ndef handler():\n    return {'x': 1}  # @timeout 9 (not magic)\n"
     source = "#!/usr/bin/env python\n# @description old\n# keep me\n" + code
     api.simulate_post(B + "write", json={"path": "u.py", "content": source, "validate": False})
-    r = api.simulate_put(M + "update", json={"path": "u.py", "comments": {"timeout": 5000, "description": None,
-                                                                          "cors": "*"}, "dry_run": True})
+    r = api.simulate_put(
+        M + "update",
+        json={
+            "path": "u.py",
+            "comments": {"timeout": 5000, "description": None, "cors": "*"},
+            "dry_run": True,
+        },
+    )
     assert r.status_code == 200 and r.json["dry_run"] is True and r.json["content"].endswith(code)
-    assert api.simulate_get(B + "read", params={"path": "u.py"}).json["content"] == source  # untouched
-    r = api.simulate_put(M + "update", json={"path": "u.py", "comments": {"timeout": 5000, "description": None,
-                                                                          "cors": "*"}})
+    assert (
+        api.simulate_get(B + "read", params={"path": "u.py"}).json["content"] == source
+    )  # untouched
+    r = api.simulate_put(
+        M + "update",
+        json={"path": "u.py", "comments": {"timeout": 5000, "description": None, "cors": "*"}},
+    )
     new = api.simulate_get(B + "read", params={"path": "u.py"}).json["content"]
     assert new == "#!/usr/bin/env python\n# @timeout 5000\n# @cors *\n# keep me\n" + code
     assert r.json["magicComments"] == {"timeout": 5000, "cors": ["*"]}
@@ -212,24 +289,117 @@ def test_magic_update_keeps_code_bytes(api):
     assert r.status_code == 400 and "@timeout" in r.json["error"]
     r = api.simulate_put(M + "update", json={"path": "u.py", "comments": {"frob": 1}})
     assert r.status_code == 400
-    r = api.simulate_put(M + "update", json={"path": "u.py", "comments": "# @mode thread\n# @enabled false"})
+    r = api.simulate_put(
+        M + "update", json={"path": "u.py", "comments": "# @mode thread\n# @enabled false"}
+    )
     assert r.json["magicComments"] == {"mode": "thread", "enabled": False}
     assert api.simulate_get(B + "read", params={"path": "u.py"}).json["content"].endswith(code)
-    assert api.simulate_put(M + "update", json={"path": "../u.py", "comments": {}}).status_code == 403
+    assert (
+        api.simulate_put(M + "update", json={"path": "../u.py", "comments": {}}).status_code == 403
+    )
     assert api.simulate_put(M + "update", json={"comments": {}}).status_code == 400
 
 
 def test_magic_bulk_update(api):
     for path in ["b/one.py", "b/two.py", "b/deep/three.py", "b/notes.txt"]:
-        api.simulate_post(B + "write", json={"path": path, "content": "return 1\n", "validate": False})
-    r = api.simulate_post(M + "bulk-update", json={"directory": "b", "comments": {"tags": ["x"]}, "dry_run": True})
+        api.simulate_post(
+            B + "write", json={"path": path, "content": "return 1\n", "validate": False}
+        )
+    r = api.simulate_post(
+        M + "bulk-update", json={"directory": "b", "comments": {"tags": ["x"]}, "dry_run": True}
+    )
     assert r.json["count"] == 3 and r.json["changed"] == 3 and r.json["dry_run"] is True
     assert api.simulate_get(B + "read", params={"path": "b/one.py"}).json["content"] == "return 1\n"
-    r = api.simulate_post(M + "bulk-update", json={"directory": "b", "comments": {"tags": ["x"]}, "recursive": False})
+    r = api.simulate_post(
+        M + "bulk-update", json={"directory": "b", "comments": {"tags": ["x"]}, "recursive": False}
+    )
     assert sorted(x["path"] for x in r.json["results"]) == ["b/one.py", "b/two.py"]
-    assert api.simulate_get(B + "read", params={"path": "b/one.py"}).json["content"] == "# @tags x\nreturn 1\n"
-    assert api.simulate_get(B + "read", params={"path": "b/deep/three.py"}).json["content"] == "return 1\n"
-    r = api.simulate_post(M + "bulk-update", json={"directory": "b", "comments": {"tags": ["y"]},
-                                                   "extension": "txt"})
+    assert (
+        api.simulate_get(B + "read", params={"path": "b/one.py"}).json["content"]
+        == "# @tags x\nreturn 1\n"
+    )
+    assert (
+        api.simulate_get(B + "read", params={"path": "b/deep/three.py"}).json["content"]
+        == "return 1\n"
+    )
+    r = api.simulate_post(
+        M + "bulk-update", json={"directory": "b", "comments": {"tags": ["y"]}, "extension": "txt"}
+    )
     assert r.json["count"] == 1
-    assert api.simulate_post(M + "bulk-update", json={"directory": "zz", "comments": {}}).status_code == 404
+    assert (
+        api.simulate_post(M + "bulk-update", json={"directory": "zz", "comments": {}}).status_code
+        == 404
+    )
+
+
+R = "/api/v1/exec/route/"
+
+
+def test_route_discover_resolve(api):
+    for path, content in {
+        "r/users/[id].py": "return params\n",
+        "r/users/me.py": "return 'me'\n",
+        "r/files/[...rest].py": "return 1\n",
+        "r/_lib.py": "X=1\n",
+        "r/a.py": "return 1\n",
+        "r/a/index.py": "return 2\n",
+    }.items():
+        api.simulate_post(B + "write", json={"path": path, "content": content, "validate": False})
+    r = api.simulate_post(R + "discover", json={"baseDir": "r"})
+    routes = {x["route"]: x for x in r.json["routes"]}
+    assert {"/r/users/[id]", "/r/users/me", "/r/files/[...rest]", "/r/a"} <= set(routes)
+    assert routes["/r/users/[id]"]["kind"] == "dynamic" and routes["/r/users/[id]"]["params"] == [
+        "id"
+    ]
+    dup = [x for x in r.json["routes"] if x["file"] == "r/a/index.py"][0]
+    assert dup["active"] is False and "same route" in dup["reason"]
+    assert all(not x["file"].startswith("r/_") for x in r.json["routes"])
+    r = api.simulate_post(R + "discover", json={"baseDir": "r", "includeMetadata": True})
+    assert r.json["routes"][0]["shape"] == "body"
+    r = api.simulate_post(R + "resolve", json={"path": "/r/users/42?x=1"})
+    assert (
+        r.json["matched"] is True
+        and r.json["file"] == "r/users/[id].py"
+        and r.json["params"] == {"id": "42"}
+    )
+    assert (
+        api.simulate_post(R + "resolve", json={"path": "/r/users/me"}).json["file"]
+        == "r/users/me.py"
+    )
+    assert api.simulate_post(R + "resolve", json={"path": "/r/files/x/y"}).json["params"] == {
+        "rest": "x/y"
+    }
+    assert api.simulate_post(R + "resolve", json={"path": "/nowhere"}).json["matched"] is False
+    assert api.simulate_post(R + "resolve", json={}).status_code == 400
+
+
+def test_route_test_runs_the_script(api):
+    api.simulate_post(
+        B + "write",
+        json={
+            "path": "t/echo/[id].py",
+            "content": (
+                "def handler(id, body, query, metadata, res):\n"
+                "    res.header('X-Trigger', metadata.trigger)\n"
+                "    return {'id': id, 'body': body, 'query': query, 'trigger': metadata.trigger}\n"
+            ),
+        },
+    )
+    r = api.simulate_post(
+        R + "test",
+        json={"path": "/t/echo/9", "method": "POST", "body": {"a": 1}, "query": {"q": "z"}},
+    )
+    assert r.status_code == 200
+    out = r.json
+    assert out["status"] == 200 and out["body"] == {
+        "id": "9",
+        "body": {"a": 1},
+        "query": {"q": "z"},
+        "trigger": "test",
+    }
+    assert out["headers"]["x-trigger"] == "test" and out["durationMs"] >= 0
+    api.simulate_post(B + "write", json={"path": "t/boom.py", "content": "raise KeyError('k')\n"})
+    out = api.simulate_post(R + "test", json={"path": "t/boom.py"}).json
+    assert out["status"] == 500 and out["body"]["type"] == "KeyError"
+    out = api.simulate_post(R + "test", json={"path": "/t/missing"}).json
+    assert out["status"] == 404

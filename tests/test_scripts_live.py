@@ -156,8 +156,14 @@ def test_api_write_move_delete_are_served_at_once_by_every_worker(kit):
     w = "/api/v1/exec/scripts/"
     seen = set()
     for version in (1, 2, 3):
-        r = kit.request("POST", w + "write", body={
-            "path": "live/v.py", "content": f"import os\nreturn {{'v': {version}, 'pid': os.getpid()}}\n"})
+        r = kit.request(
+            "POST",
+            w + "write",
+            body={
+                "path": "live/v.py",
+                "content": f"import os\nreturn {{'v': {version}, 'pid': os.getpid()}}\n",
+            },
+        )
         assert r.status in (200, 201) and r.json()["validated"] is True, r.body
         for _ in range(30):
             got = kit.get("/live/v").json()
@@ -173,4 +179,8 @@ def test_api_write_move_delete_are_served_at_once_by_every_worker(kit):
     for _ in range(10):
         assert kit.get("/live/w").status == 404
     r = kit.request("POST", w + "write", body={"path": "bad.py", "content": "def f(:\n"})
-    assert r.status == 400 and r.json()["error"] == "Script validation failed" and "validation" in r.json()
+    assert (
+        r.status == 400
+        and r.json()["error"] == "Script validation failed"
+        and "validation" in r.json()
+    )

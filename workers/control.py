@@ -91,6 +91,7 @@ class ControlWorker:
                 shared=SharedStore(self.home.db),
                 home=self.home,
                 host_pattern=self.settings.host_pattern,
+                settings=self.settings,
             )
             await server.start()
         except Exception as exc:

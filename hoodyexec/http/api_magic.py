@@ -20,8 +20,10 @@ def _comments(body: dict[str, Any]) -> dict[str, Any] | str:
     comments = body.get("comments")
     if isinstance(comments, dict | str):
         return comments
-    raise BadRequest("comments must be an object of name → value (null removes) or a string of '# @name value' lines",
-                     field="comments")
+    raise BadRequest(
+        "comments must be an object of name → value (null removes) or a string of '# @name value' lines",
+        field="comments",
+    )
 
 
 def _apply(source: str, comments: dict[str, Any] | str) -> tuple[str, dict[str, Any]]:
@@ -31,7 +33,9 @@ def _apply(source: str, comments: dict[str, Any] | str) -> tuple[str, dict[str, 
         raise BadRequest(str(exc), field="comments") from None
     parsed, problems = magic.parse(new)
     if problems:
-        raise BadRequest(f"Invalid magic comment: {problems[0]}", problems=[str(p) for p in problems])
+        raise BadRequest(
+            f"Invalid magic comment: {problems[0]}", problems=[str(p) for p in problems]
+        )
     return new, parsed.raw
 
 
@@ -41,8 +45,14 @@ class MagicAPI:
         self.store = store
 
     async def on_get_schema(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        errors.json_response(resp, {"success": True, "prefixes": ["#", "//"],
-                                    "schema": [msgspec.to_builtins(s) for s in magic.SCHEMA]})
+        errors.json_response(
+            resp,
+            {
+                "success": True,
+                "prefixes": ["#", "//"],
+                "schema": [msgspec.to_builtins(s) for s in magic.SCHEMA],
+            },
+        )
 
     async def on_get_read(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         path = req.get_param("path")
@@ -55,10 +65,18 @@ class MagicAPI:
             source = fh.read()
         parsed, problems = magic.parse(source)
         values = {k: v for k, v in msgspec.to_builtins(parsed).items() if k not in ("raw", "lines")}
-        errors.json_response(resp, {
-            "success": True, "path": rel, "magicComments": parsed.raw, "lines": parsed.lines,
-            "values": values, "valid": not problems, "errors": [msgspec.to_builtins(p) for p in problems],
-        })
+        errors.json_response(
+            resp,
+            {
+                "success": True,
+                "path": rel,
+                "magicComments": parsed.raw,
+                "lines": parsed.lines,
+                "values": values,
+                "valid": not problems,
+                "errors": [msgspec.to_builtins(p) for p in problems],
+            },
+        )
 
     async def on_put_update(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req)
@@ -71,8 +89,17 @@ class MagicAPI:
         dry = flag(body.get("dry_run"), "dry_run", False)
         if not dry and new != source:
             write_atomic(target, new.encode("utf-8"))
-        errors.json_response(resp, {"success": True, "path": rel, "dry_run": dry, "changed": new != source,
-                                    "magicComments": parsed, **({"content": new} if dry else {})})
+        errors.json_response(
+            resp,
+            {
+                "success": True,
+                "path": rel,
+                "dry_run": dry,
+                "changed": new != source,
+                "magicComments": parsed,
+                **({"content": new} if dry else {}),
+            },
+        )
 
     async def on_post_bulk(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req)
@@ -105,12 +132,21 @@ class MagicAPI:
                 continue
             if not dry and new != source:
                 write_atomic(path, new.encode("utf-8"))
-            results.append({"path": rel, "success": True, "changed": new != source, "magicComments": parsed})
-        errors.json_response(resp, {
-            "success": all(r["success"] for r in results), "dry_run": dry, "directory": directory,
-            "extension": extension, "results": results, "count": len(results),
-            "changed": sum(1 for r in results if r.get("changed")),
-        })
+            results.append(
+                {"path": rel, "success": True, "changed": new != source, "magicComments": parsed}
+            )
+        errors.json_response(
+            resp,
+            {
+                "success": all(r["success"] for r in results),
+                "dry_run": dry,
+                "directory": directory,
+                "extension": extension,
+                "results": results,
+                "count": len(results),
+                "changed": sum(1 for r in results if r.get("changed")),
+            },
+        )
 
 
 def register(app: falcon.asgi.App, scripts: ScriptsAPI, store: ScriptStore) -> None:

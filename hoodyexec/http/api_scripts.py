@@ -71,7 +71,9 @@ class ScriptsAPI:
         path = need(body, "path")
         content = need(body, "content")
         result = self.store.write(
-            self.scope(req, body), path, content,
+            self.scope(req, body),
+            path,
+            content,
             create_dirs=flag(body.get("createDirs"), "createDirs", True),
             validate=flag(body.get("validate"), "validate", True),
         )
@@ -96,8 +98,12 @@ class ScriptsAPI:
             label=p.get("label") or None,
             tags=tags or None,
             mode=p.get("mode") or None,
-            enabled=None if p.get("enabled") in (None, "") else flag(p.get("enabled"), "enabled", True),
-            websocket=None if p.get("websocket") in (None, "") else flag(p.get("websocket"), "websocket", False),
+            enabled=None
+            if p.get("enabled") in (None, "")
+            else flag(p.get("enabled"), "enabled", True),
+            websocket=None
+            if p.get("websocket") in (None, "")
+            else flag(p.get("websocket"), "websocket", False),
             recursive=flag(p.get("recursive"), "recursive", True),
             include_comments=flag(p.get("include_comments"), "include_comments", False),
         )
@@ -114,7 +120,9 @@ class ScriptsAPI:
     async def on_post_move(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req)
         result = self.store.move(
-            self.scope(req, body), need(body, "from"), need(body, "to"),
+            self.scope(req, body),
+            need(body, "from"),
+            need(body, "to"),
             overwrite=flag(body.get("overwrite"), "overwrite", False),
         )
         errors.json_response(resp, result)
@@ -128,7 +136,9 @@ class ScriptsAPI:
         if not isinstance(base, str):
             raise BadRequest("baseDir must be a string", field="baseDir")
         result = self.store.tree(
-            self.scope(req, body), base_dir=base, max_depth=depth,
+            self.scope(req, body),
+            base_dir=base,
+            max_depth=depth,
             include_metadata=flag(body.get("includeMetadata"), "includeMetadata", False),
         )
         errors.json_response(resp, result)

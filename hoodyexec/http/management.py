@@ -223,6 +223,7 @@ def create_management(
     shared: SharedStore | None = None,
     home: Home | None = None,
     host_pattern: str | None = None,
+    settings: Any = None,
 ) -> falcon.asgi.App:
     app = falcon.asgi.App(middleware=[TokenAuth(token)])
     errors.install(app)
@@ -242,6 +243,9 @@ def create_management(
         from . import api_magic
 
         api_magic.register(app, scripts_api, store)
+        from . import api_routes
+
+        api_routes.register(app, scripts_api, home, shared, settings)
     app.add_sink(_unknown, prefix=r"/api/v1/exec(/|$)")
     app.add_sink(_openapi, prefix=r"/openapi\.(json|yaml)$")
     return app

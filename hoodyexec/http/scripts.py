@@ -192,6 +192,7 @@ class ScriptsSink:
         max_body: int = 10 * 1024 * 1024,
         max_concurrency: int = 512,
         default_timeout_ms: int = 30000,
+        trigger: str = "http",
     ) -> None:
         self.catalog = catalog
         self.shared = shared
@@ -201,6 +202,7 @@ class ScriptsSink:
         self.max_body = max_body
         self.max_concurrency = max_concurrency
         self.default_timeout_ms = default_timeout_ms
+        self.trigger = trigger  # metadata.trigger: "http", or "test" for route/test
         self.inflight = 0
         self._by_host: dict[str, tuple[Any, str]] = {}
         self._prefix = os.urandom(3).hex()
@@ -314,7 +316,7 @@ class ScriptsSink:
                 args: tuple[Any, ...] = (
                     r,
                     res,
-                    Metadata(r, route.file, hostname, subdomain, exec_id, magic.raw, "http")
+                    Metadata(r, route.file, hostname, subdomain, exec_id, magic.raw, self.trigger)
                     if "metadata" in used
                     else None,
                     Shared(self.shared, hostname) if "shared" in used else None,
@@ -461,7 +463,7 @@ class ScriptsSink:
                 kwargs[p.name] = res
             elif src == "metadata":
                 kwargs[p.name] = Metadata(
-                    r, script_rel, hostname, subdomain, exec_id, magic_raw, "http"
+                    r, script_rel, hostname, subdomain, exec_id, magic_raw, self.trigger
                 )
             elif src == "shared":
                 kwargs[p.name] = Shared(self.shared, hostname)
