@@ -24,7 +24,7 @@ from ..shared import SharedStore
 from . import errors
 from .api_scripts import ScriptsAPI, flag, json_body, need
 from .router import RouteTable, scan
-from .scripts import HostMap, ScriptsSink
+from .scripts import ScriptsSink
 
 _encode = msgspec.json.Encoder().encode
 

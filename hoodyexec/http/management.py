@@ -19,8 +19,8 @@ import msgspec
 
 from .. import __version__
 from ..errors import BadRequest, MethodNotAllowed, NotFound, NotImplementedYet, Unauthorized
-from ..reference import ENDPOINTS
 from ..home import Home
+from ..reference import ENDPOINTS
 from ..scriptstore import ScriptStore
 from ..shared import SharedStore
 from . import errors
