@@ -7,6 +7,7 @@ fresh through inotify), with ``metadata.trigger == "test"``.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -27,6 +28,9 @@ from .router import RouteTable, scan
 from .scripts import ScriptsSink
 
 _encode = msgspec.json.Encoder().encode
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
+_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
 def _route_info(route: Any) -> dict[str, Any]:
@@ -162,6 +166,8 @@ class RoutesAPI:
             except NotRoutable as exc:
                 raise BadRequest(f"{path} is not routable: {exc}") from None
         method = str(body.get("method") or "GET").upper()
+        if method not in _METHODS:
+            raise BadRequest(f"method must be one of {', '.join(sorted(_METHODS))}", field="method")
         query = body.get("query") or {}
         if not isinstance(query, dict):
             raise BadRequest("query must be an object", field="query")
@@ -171,7 +177,15 @@ class RoutesAPI:
             raise BadRequest("headers must be an object", field="headers")
         payload = body.get("body")
         raw = b""
-        hdrs = {str(k).lower(): str(v) for k, v in headers.items()}
+        hdrs = {}
+        for k, v in headers.items():
+            name, value = str(k).lower(), str(v)
+            if not _TOKEN.match(name) or not _VALUE.match(value):
+                raise BadRequest(
+                    f"invalid header {k!r}: names are tokens, values printable Latin-1",
+                    field="headers",
+                )
+            hdrs[name] = value
         if isinstance(payload, str):
             raw = payload.encode()
             hdrs.setdefault("content-type", "text/plain; charset=utf-8")

@@ -207,10 +207,33 @@ async def _unknown(req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: An
     raise NotFound(f"Unknown management endpoint: {req.method} {path}", path=path)
 
 
-async def _openapi(req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: Any) -> None:
-    raise NotImplementedYet(
-        "the kit's OpenAPI document is not implemented in this version yet", path=req.path
-    )
+class OpenAPIDoc:
+    """``GET /openapi.json`` and ``/openapi.yaml``: the kit's own API description."""
+
+    def __init__(self) -> None:
+        self._json: bytes | None = None
+        self._yaml: bytes | None = None
+
+    def _build(self) -> None:
+        import yaml
+
+        from ..openapi import document
+
+        doc = document()
+        self._json = msgspec.json.encode(doc)
+        self._yaml = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).encode()
+
+    async def on_get_json(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        if self._json is None:
+            self._build()
+        resp.content_type = "application/json"
+        resp.data = self._json
+
+    async def on_get_yaml(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        if self._yaml is None:
+            self._build()
+        resp.content_type = "application/yaml"
+        resp.data = self._yaml
 
 
 def create_management(
@@ -247,5 +270,7 @@ def create_management(
 
         api_routes.register(app, scripts_api, home, shared, settings)
     app.add_sink(_unknown, prefix=r"/api/v1/exec(/|$)")
-    app.add_sink(_openapi, prefix=r"/openapi\.(json|yaml)$")
+    doc = OpenAPIDoc()
+    app.add_route("/openapi.json", doc, suffix="json")
+    app.add_route("/openapi.yaml", doc, suffix="yaml")
     return app
