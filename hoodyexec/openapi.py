@@ -64,6 +64,13 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         ("comments",),
     ),
     ("POST", "/api/v1/exec/route/discover"): obj({"baseDir": S, "includeMetadata": B, **SCOPE}),
+    **{
+        ("POST", f"/api/v1/exec/validate/{name}"): obj({"code": S}, ("code",))
+        for name in ("script", "syntax", "typescript", "dependencies", "magic-comments")
+    },
+    ("POST", "/api/v1/exec/validate/return-type"): obj(
+        {"typeDefinition": S, "value": ANY}, ("typeDefinition", "value")
+    ),
     ("POST", "/api/v1/exec/route/resolve"): obj({"path": S, **SCOPE}, ("path",)),
     ("POST", "/api/v1/exec/route/test"): obj(
         {

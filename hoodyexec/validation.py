@@ -478,20 +478,17 @@ class _ImportFinder(ast.NodeVisitor):
     def visit_Import(self, node: ast.Import) -> None:  # noqa: N802
         for alias in node.names:
             top = alias.name.partition(".")[0]
-            self._add(_Import(top, alias.name, node.lineno, bool(self.guarded)))
+            self.found.append(_Import(top, alias.name, node.lineno, bool(self.guarded)))
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:  # noqa: N802
         if node.level:
             name = "." * node.level + (node.module or "")
-            self._add(_Import(name, name, node.lineno, bool(self.guarded), local=True))
+            self.found.append(_Import(name, name, node.lineno, bool(self.guarded), local=True))
             return
         module = node.module or ""
         probes = tuple(f"{module}.{a.name}" for a in node.names if a.name != "*")
         top = module.partition(".")[0]
-        self._add(_Import(top, module, node.lineno, bool(self.guarded), probes=probes))
-
-    def _add(self, found: _Import) -> None:
-        self.found.append(found)
+        self.found.append(_Import(top, module, node.lineno, bool(self.guarded), probes=probes))
 
 
 def _is_stdlib(top: str) -> bool:
@@ -752,8 +749,16 @@ def _build(node: ast.AST, depth: int = 0) -> _Type:
         return _subscript(node, depth)
     name = _type_name(node)
     if name is None:
-        raise _unsupported(node, "unknown name or expression")
+        raise _unsupported(node, _why_not(node))
     return _bare(name, node)
+
+
+def _why_not(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return "unknown type name"
+    if isinstance(node, ast.Attribute):
+        return "only typing.<name> attributes are allowed"
+    return f"{type(node).__name__.lower()} expressions are not allowed"
 
 
 def _bare(name: str, node: ast.AST) -> _Type:
@@ -887,9 +892,7 @@ def _locate(value: Any, t: _Type, path: str) -> str | None:
 
 
 def _failing_part(value: Any, t: _Type, path: str) -> str | None:
-    if t.kind == "list" and isinstance(value, list):
-        return _first(_locate(v, t.args[0], f"{path}[{i}]") for i, v in enumerate(value))
-    if t.kind == "tuple..." and isinstance(value, list):
+    if t.kind in ("list", "tuple...") and isinstance(value, list):
         return _first(_locate(v, t.args[0], f"{path}[{i}]") for i, v in enumerate(value))
     if t.kind == "tuple" and isinstance(value, list) and len(value) == len(t.args):
         pairs = zip(value, t.args, strict=True)

@@ -403,3 +403,72 @@ def test_route_test_runs_the_script(api):
     assert out["status"] == 500 and out["body"]["type"] == "KeyError"
     out = api.simulate_post(R + "test", json={"path": "/t/missing"}).json
     assert out["status"] == 404
+
+
+V = "/api/v1/exec/validate/"
+
+
+def test_validate_endpoints(api):
+    good = "# @cors *\n# @timeout 5000\n# @description Greeting handler\ndef handler(req):\n    return {'hi': 1}\n"
+    r = api.simulate_post(V + "script", json={"code": good})
+    assert r.status_code == 200 and r.json["valid"] is True
+    assert set(r.json["results"]) == {"syntax", "typescript", "dependencies", "magicComments"}
+    bad = (
+        "# @timeout soon\nimport yaml_not_here_xyz\ndef handler(req):\n    return undefined_name\n"
+    )
+    r = api.simulate_post(V + "script", json={"code": bad}).json
+    assert r["valid"] is False
+    assert (
+        r["results"]["magicComments"]["valid"] is False
+        and r["results"]["magicComments"]["errors"][0]["line"] == 1
+    )
+    assert "yaml_not_here_xyz" in r["results"]["dependencies"]["missing"]
+    assert any(
+        "undefined_name" in e["message"] and "line 4" in e["message"]
+        for e in r["results"]["typescript"]["errors"]
+    )
+    r = api.simulate_post(V + "syntax", json={"code": "x = (\n"}).json
+    assert r["valid"] is False and r["errors"][0]["line"] == 1
+    assert api.simulate_post(V + "syntax", json={"code": "return 1\n"}).json["valid"] is True
+    r = api.simulate_post(
+        V + "dependencies", json={"code": "import json\nimport yaml\nimport nope_pkg_xyz\n"}
+    ).json
+    assert r["stdlib"] == ["json"] and "yaml" in r["installed"] and r["missing"] == ["nope_pkg_xyz"]
+    assert r["hints"]["yaml"] == "PyYAML"
+    r = api.simulate_post(V + "magic-comments", json={"code": good}).json
+    assert r["valid"] is True and r["comments"]["timeout"] == 5000
+    r = api.simulate_post(
+        V + "return-type", json={"typeDefinition": "dict[str, int]", "value": {"a": 1}}
+    ).json
+    assert r["valid"] is True
+    r = api.simulate_post(
+        V + "return-type", json={"typeDefinition": "list[int]", "value": [1, "x"]}
+    ).json
+    assert r["valid"] is False and "$[1]" in r["errors"][0]
+    r = api.simulate_post(
+        V + "return-type", json={"typeDefinition": "__import__('os').getcwd()", "value": 1}
+    ).json
+    assert r["valid"] is False and "unsupported" in r["errors"][0]
+    assert api.simulate_post(V + "return-type", json={"typeDefinition": "int"}).status_code == 400
+    assert api.simulate_post(V + "script", json={}).status_code == 400
+    assert api.simulate_post(V + "script", json={"code": 3}).status_code == 400
+
+
+def test_write_runs_the_validation_pipeline(api):
+    r = api.simulate_post(B + "write", json={"path": "v.py", "content": "def handler(:\n"})
+    assert r.status_code == 400 and r.json["error"] == "Script validation failed"
+    assert r.json["validation"]["results"]["syntax"]["errors"][0]["line"] == 1
+    assert not os.path.exists(os.path.join(api.home.instance_dir(), "v.py"))
+    r = api.simulate_post(
+        B + "write", json={"path": "v.py", "content": "import missing_mod_xyz\nreturn 1\n"}
+    )
+    assert (
+        r.status_code == 400
+        and "missing_mod_xyz" in r.json["validation"]["results"]["dependencies"]["missing"]
+    )
+    r = api.simulate_post(
+        B + "write", json={"path": "v.py", "content": "def handler(:\n", "validate": False}
+    )
+    assert r.status_code == 201 and r.json["validated"] is False
+    r = api.simulate_post(B + "write", json={"path": "v.py", "content": "return 1\n"})
+    assert r.status_code == 200 and r.json["validated"] is True

@@ -269,6 +269,9 @@ def create_management(
         from . import api_routes
 
         api_routes.register(app, scripts_api, home, shared, settings)
+    from . import api_validate
+
+    api_validate.register(app)
     app.add_sink(_unknown, prefix=r"/api/v1/exec(/|$)")
     doc = OpenAPIDoc()
     app.add_route("/openapi.json", doc, suffix="json")
