@@ -68,6 +68,16 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         ("POST", f"/api/v1/exec/validate/{name}"): obj({"code": S}, ("code",))
         for name in ("script", "syntax", "typescript", "dependencies", "magic-comments")
     },
+    ("POST", "/api/v1/exec/templates/generate"): obj(
+        {"name": S, "variables": {"type": "object"}, "outputPath": S, "saveFile": B, **SCOPE},
+        ("name",),
+    ),
+    ("POST", "/api/v1/exec/templates/create-custom"): obj(
+        {"name": S, "code": S, "metadata": {"type": "object"}, **SCOPE}, ("name", "code")
+    ),
+    ("PUT", "/api/v1/exec/templates/update-custom/{name}"): obj(
+        {"code": S, "metadata": {"type": "object"}}
+    ),
     ("POST", "/api/v1/exec/validate/return-type"): obj(
         {"typeDefinition": S, "value": ANY}, ("typeDefinition", "value")
     ),
@@ -114,6 +124,12 @@ QUERIES: dict[tuple[str, str], dict[str, tuple[dict[str, Any], bool]]] = {
         "path": (S, True),
         **{k: (v, False) for k, v in SCOPE.items()},
     },
+    ("GET", "/api/v1/exec/templates/list"): {
+        "category": (S, False),
+        "includeBuiltin": ({"type": "string", "enum": ["true", "false"]}, False),
+        "includeCustom": ({"type": "string", "enum": ["true", "false"]}, False),
+    },
+    ("GET", "/api/v1/exec/templates/preview"): {"name": (S, True), "variables": (S, False)},
 }
 
 IMPLEMENTED: set[tuple[str, str]] = {
@@ -127,6 +143,9 @@ IMPLEMENTED: set[tuple[str, str]] = {
     ("GET", "/api/v1/exec/scripts/list"),
     ("GET", "/api/v1/exec/magic-comments/schema"),
     ("GET", "/api/v1/exec/magic-comments/read"),
+    ("GET", "/api/v1/exec/templates/list"),
+    ("GET", "/api/v1/exec/templates/preview"),
+    ("DELETE", "/api/v1/exec/templates/delete-custom/{name}"),
     *BODIES,
 }
 

@@ -184,7 +184,14 @@ def test_management_token(make_kit):
     r = kit.get("/api/v1/exec/list", headers={"Authorization": "Bearer wrong"})
     assert r.status == 401
     r = kit.get("/api/v1/exec/list", headers={"Authorization": "Bearer s3cret"})
+    assert r.status == 200 and r.json()["execIds"]
+    for path in ["/api/v1/exec/scripts/list", "/api/v1/exec/monitor/stats"]:
+        assert kit.get(path).status == 401, path
+    assert kit.get("/openapi.json").status == 200  # the API description is public
+    r = kit.get("/api/v1/exec/monitor/stats", headers={"Authorization": "Bearer s3cret"})
     assert r.status == 501 and "not implemented" in r.json()["error"]
+    # scripts themselves are not behind the management token
+    assert kit.get("/hello").status == 200
 
 
 def test_unknown_paths_answer_json(kit):

@@ -193,18 +193,27 @@ def test_readme_workflows_one_and_five(kit):
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert "scripts/write" in readme and "validate/script" in readme
     content = 'def handler(req, body):\n    return {"ok": True, "body": body}\n'
-    r = kit.request("POST", "/api/v1/exec/scripts/write", body={"path": "echo2.py", "content": content})
+    r = kit.request(
+        "POST", "/api/v1/exec/scripts/write", body={"path": "echo2.py", "content": content}
+    )
     assert r.status == 201 and r.json()["validated"] is True and r.json()["route"] == "/echo2"
     r = kit.get("/api/v1/exec/scripts/read?path=echo2.py")
     assert r.json()["content"] == content and r.json()["shape"] == "handler"
     r = kit.request("POST", "/echo2", body={"hello": "world"})
     assert r.json() == {"ok": True, "body": {"hello": "world"}}
     assert "echo2.py" in {s["path"] for s in kit.get("/api/v1/exec/scripts/list").json()["scripts"]}
-    assert kit.request("DELETE", "/api/v1/exec/scripts/delete?path=echo2.py&confirm=true").status == 200
+    assert (
+        kit.request("DELETE", "/api/v1/exec/scripts/delete?path=echo2.py&confirm=true").status
+        == 200
+    )
     code = re.search(r"CODE='(.*?)'\n", readme, re.S).group(1)
     r = kit.request("POST", "/api/v1/exec/validate/script", body={"code": code})
     assert r.status == 200 and r.json()["valid"] is True, r.body
     r = kit.request("POST", "/api/v1/exec/validate/magic-comments", body={"code": code})
-    assert r.json()["comments"] == {"cors": ["*"], "timeout": 5000, "description": "Greeting handler"}
+    assert r.json()["comments"] == {
+        "cors": ["*"],
+        "timeout": 5000,
+        "description": "Greeting handler",
+    }
     doc = kit.get("/openapi.json").json()
     assert doc["paths"]["/api/v1/exec/scripts/write"]["post"]["x-implemented"] is True

@@ -5,7 +5,6 @@ Custom templates live in the instance's private ``_hoody/templates/`` folder.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -15,7 +14,7 @@ import msgspec
 
 from ..errors import BadRequest
 from ..scriptstore import ScriptStore
-from ..templates import TemplateStore
+from ..templates import TemplateStore, parse_variables
 from . import errors
 from .api_scripts import ScriptsAPI, flag, json_body, need
 
@@ -25,7 +24,9 @@ class TemplatesAPI:
         self.scripts = scripts
         self.store = store
 
-    def templates(self, req: falcon.asgi.Request, body: dict[str, Any] | None = None) -> TemplateStore:
+    def templates(
+        self, req: falcon.asgi.Request, body: dict[str, Any] | None = None
+    ) -> TemplateStore:
         scope = self.scripts.scope(req, body)
         return TemplateStore(os.path.join(scope.root, "_hoody", "templates"))
 
@@ -37,27 +38,30 @@ class TemplatesAPI:
             include_custom=flag(p.get("includeCustom"), "includeCustom", True),
         )
         categories = sorted({t.get("category") for t in items if t.get("category")})
-        errors.json_response(resp, {"success": True, "templates": items, "count": len(items),
-                                    "categories": categories})
+        errors.json_response(
+            resp,
+            {"success": True, "templates": items, "count": len(items), "categories": categories},
+        )
 
     async def on_get_preview(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         name = req.get_param("name")
         if not name:
             raise BadRequest("name query parameter is required", field="name")
-        variables: Any = {}
         text = req.get_param("variables")
-        if text:
-            try:
-                variables = json.loads(text)
-            except ValueError:
-                raise BadRequest("variables must be a JSON object", field="variables") from None
-            if not isinstance(variables, dict):
-                raise BadRequest("variables must be a JSON object", field="variables")
+        variables = parse_variables(text) if text else {}
         store = self.templates(req)
         template = store.get(name)
         code = store.render(name, variables)
-        errors.json_response(resp, {"success": True, "name": name, "code": code, "filename": template.filename,
-                                    "variables": [msgspec.to_builtins(v) for v in template.variables]})
+        errors.json_response(
+            resp,
+            {
+                "success": True,
+                "name": name,
+                "code": code,
+                "filename": template.filename,
+                "variables": [msgspec.to_builtins(v) for v in template.variables],
+            },
+        )
 
     async def on_post_generate(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req)
@@ -74,20 +78,31 @@ class TemplatesAPI:
             if not isinstance(path, str):
                 raise BadRequest("outputPath must be a string", field="outputPath")
             written = self.store.write(self.scripts.scope(req, body), path, code)
-            out.update(saved=True, path=written["path"], route=written.get("route"), validated=written["validated"])
+            out.update(
+                saved=True,
+                path=written["path"],
+                route=written.get("route"),
+                validated=written["validated"],
+            )
         errors.json_response(resp, out, status=201 if out["saved"] else 200)
 
     async def on_post_create(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req)
         name = need(body, "name")
         code = need(body, "code")
-        metadata = body.get("metadata") or {k: v for k, v in body.items() if k not in ("name", "code")}
+        metadata = body.get("metadata") or {
+            k: v for k, v in body.items() if k not in ("name", "code")
+        }
         if not isinstance(metadata, dict):
             raise BadRequest("metadata must be an object", field="metadata")
         template = self.templates(req, body).create_custom(name, code, metadata)
-        errors.json_response(resp, {"success": True, "template": msgspec.to_builtins(template)}, status=201)
+        errors.json_response(
+            resp, {"success": True, "template": msgspec.to_builtins(template)}, status=201
+        )
 
-    async def on_put_update(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, name: str) -> None:
+    async def on_put_update(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, name: str
+    ) -> None:
         body = await json_body(req)
         code = body.get("code")
         metadata = body.get("metadata")
@@ -98,7 +113,9 @@ class TemplatesAPI:
         template = self.templates(req, body).update_custom(name, code=code, metadata=metadata)
         errors.json_response(resp, {"success": True, "template": msgspec.to_builtins(template)})
 
-    async def on_delete_delete(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, name: str) -> None:
+    async def on_delete_delete(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, name: str
+    ) -> None:
         self.templates(req).delete_custom(name)
         errors.json_response(resp, {"success": True, "deleted": name})
 

@@ -37,7 +37,8 @@ class TokenAuth:
         self.token = token.encode() if token else None
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        if self.token is None or req.path == HEALTH_PATH:
+        # SPEC §5: every /api/v1/exec/* call but health; the OpenAPI document is public.
+        if self.token is None or req.path == HEALTH_PATH or not req.path.startswith("/api/v1/exec"):
             return
         header = req.get_header("Authorization") or ""
         scheme, _, credential = header.partition(" ")
@@ -269,6 +270,9 @@ def create_management(
         from . import api_routes
 
         api_routes.register(app, scripts_api, home, shared, settings)
+        from . import api_templates
+
+        api_templates.register(app, scripts_api, store)
     from . import api_validate
 
     api_validate.register(app)
