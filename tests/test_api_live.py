@@ -3,6 +3,11 @@ worker to the control worker), with an error path each."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -105,3 +110,21 @@ def test_every_endpoint_over_http(make_kit):
     # finally delete for real
     call("DELETE", A + "scripts/delete?path=h&confirm=true")
     assert kit.get("/h/hi").status == 404
+
+
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
+def test_readme_curl_workflows_run_as_written(make_kit):
+    kit = make_kit(workers=1).start()
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Management API") : readme.index("## The script contract")]
+    script = "\n".join(re.findall(r"```bash\n(.*?)```", section, re.S))
+    script = script.replace("http://127.0.0.1:8080", f"http://127.0.0.1:{kit.port}")
+    r = subprocess.run(
+        ["bash", "-c", "set -e\n" + script], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert '"validated":true' in out and '"route":"/echo2"' in out
+    assert '{"ok":true,"body":{"hello":"world"}}' in out
+    assert '"deleted":"echo2.py"' in out
+    assert out.count('"valid":true') >= 2 and '"timeout":5000' in out
