@@ -19,6 +19,7 @@ import logging
 import os
 import select
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from inotify_simple import INotify, flags, parse_events
@@ -53,9 +54,21 @@ _STRUCTURAL = (
 class Instance:
     """One ``<subdomain>/<execId>`` folder: its router and compiled scripts."""
 
-    __slots__ = ("subdomain", "exec_id", "root", "_router", "scripts", "privates", "generation")
+    __slots__ = (
+        "subdomain",
+        "exec_id",
+        "root",
+        "_router",
+        "scripts",
+        "privates",
+        "generation",
+        "make_table",
+    )
 
-    def __init__(self, subdomain: str, exec_id: str, root: str) -> None:
+    def __init__(
+        self, subdomain: str, exec_id: str, root: str, make_table: Callable[[str], Any]
+    ) -> None:
+        self.make_table = make_table  # scans ``root`` into a route table (see http/router.py)
         self.subdomain = subdomain
         self.exec_id = exec_id
         self.root = root
@@ -67,10 +80,7 @@ class Instance:
     @property
     def router(self) -> Any:
         if self._router is None:
-            from .http.router import RouteTable, scan  # the one falcon-backed piece
-
-            routes, invalid = scan(self.root)
-            self._router = RouteTable(routes, invalid)
+            self._router = self.make_table(self.root)
         return self._router
 
     def file_added(self, rel: str) -> None:
@@ -153,9 +163,15 @@ class Catalog:
     """Every instance this worker has served, kept fresh."""
 
     def __init__(
-        self, scripts_root: str, *, watch: bool = True, default_timeout: int = 30000
+        self,
+        scripts_root: str,
+        make_table: Callable[[str], Any],
+        *,
+        watch: bool = True,
+        default_timeout: int = 30000,
     ) -> None:
         self.root = os.path.abspath(scripts_root)
+        self.make_table = make_table  # folder -> route table (http/router.py: table_for)
         self.instances: dict[tuple[str, str], Instance] = {}
         self.default_timeout = default_timeout
         self.watcher: Watcher | None = None
@@ -168,7 +184,7 @@ class Catalog:
         inst = self.instances.get(key)
         if inst is None:
             inst = self.instances[key] = Instance(
-                subdomain, exec_id, os.path.join(self.root, subdomain, exec_id)
+                subdomain, exec_id, os.path.join(self.root, subdomain, exec_id), self.make_table
             )
         return inst
 

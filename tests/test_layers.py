@@ -48,3 +48,9 @@ def test_leaves_import_nothing_internal():
     for rel in LEAVES:
         internal = [n for n in imports(ROOT / rel) if n.startswith("hoodyexec")]
         assert not internal, (rel, internal)
+
+
+def test_domain_never_imports_the_http_layer():
+    for path in (ROOT / "hoodyexec").glob("*.py"):
+        internal = [n for n in imports(path) if n.startswith("hoodyexec.http")]
+        assert not internal, (path.name, internal)

@@ -352,7 +352,9 @@ def test_catalog_without_inotify_falls_back_to_stat(tmp_path):
     inst_dir = root / "default" / "1"
     inst_dir.mkdir(parents=True)
     (inst_dir / "v.py").write_text("return 1\n")
-    catalog = Catalog(str(root), watch=False)
+    from hoodyexec.http.router import table_for
+
+    catalog = Catalog(str(root), table_for, watch=False)
     inst = catalog.instance("default", "1")
     route, _ = inst.router.find("/v")
     first = catalog.load(inst, route)

@@ -19,6 +19,7 @@ from hoodyexec.config import Settings
 from hoodyexec.executor import Executor
 from hoodyexec.home import Home
 from hoodyexec.http.gateway import create_gateway
+from hoodyexec.http.router import table_for
 from hoodyexec.http.scripts import HostMap, ScriptsSink
 from hoodyexec.shared import SharedStore
 
@@ -26,7 +27,7 @@ from hoodyexec.shared import SharedStore
 def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True):  # noqa: ANN201
     # Shared state lives here; an unusable file is a boot error.
     db.connect(home.db).close()
-    catalog = Catalog(home.scripts, default_timeout=settings.script_timeout)
+    catalog = Catalog(home.scripts, table_for, default_timeout=settings.script_timeout)
     shared = SharedStore(home.db)
     executor = Executor(threads=settings.threads, threshold=settings.inline_threshold_ms / 1000.0)
     sink = ScriptsSink(

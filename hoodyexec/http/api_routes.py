@@ -24,7 +24,7 @@ from ..home import Home
 from ..shared import SharedStore
 from . import errors
 from .api_scripts import ScriptsAPI, flag, json_body, need
-from .router import RouteTable, scan
+from .router import RouteTable, scan, table_for
 from .scripts import ScriptsSink
 
 _encode = msgspec.json.Encoder().encode
@@ -132,7 +132,9 @@ class RoutesAPI:
         if self._app is None:
             settings = self.settings
             catalog = Catalog(
-                self.home.scripts, default_timeout=getattr(settings, "script_timeout", 30000)
+                self.home.scripts,
+                table_for,
+                default_timeout=getattr(settings, "script_timeout", 30000),
             )
             executor = Executor(threads=4)
             executor.start_if_possible()

@@ -200,3 +200,9 @@ class RouteTable:
 
 def InstanceRouter(routes: Iterable[Route]) -> RouteTable:  # noqa: N802 - kept for callers and tests
     return RouteTable(routes)
+
+
+def table_for(root: str) -> RouteTable:
+    """Scan an instance folder into its route table (what ``Catalog`` is given)."""
+    routes, invalid = scan(root)
+    return RouteTable(routes, invalid)
