@@ -11,7 +11,6 @@ their inotify watch before the next request (see ``docs/scripts.md``).
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import os
@@ -22,6 +21,7 @@ from typing import Any
 
 from . import compiler, magic
 from .errors import BadRequest, Forbidden, HoodyError, NotFound
+from .files import fsync_dir, write_atomic
 from .home import DEFAULT_EXEC_ID, DEFAULT_SUBDOMAIN, Home
 from .routes import SKIP_DIRS, NotRoutable, route_for
 
@@ -98,35 +98,6 @@ def safe_path(scope: Scope, rel: Any, *, allow_root: bool = False) -> tuple[str,
     return target, norm
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    folder = os.path.dirname(path)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}-{os.urandom(3).hex()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException:
-            raise
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: str) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _iso(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat().replace("+00:00", "Z")
 
@@ -180,6 +151,17 @@ def describe(
     return info
 
 
+def _refuse_reserved(rel: str) -> None:
+    """A script whose route would be the kit's own is refused (400)."""
+    if not rel.endswith(".py"):
+        return
+    try:
+        route_for(rel)
+    except NotRoutable as exc:
+        if "reserved" in str(exc):
+            raise BadRequest(f"{rel} would shadow a reserved path: {exc}", path=rel) from None
+
+
 Validator = Callable[[str, str], dict[str, Any]]
 
 
@@ -203,14 +185,7 @@ class ScriptStore:
         if not isinstance(content, str):
             raise BadRequest("content must be a string")
         target, rel = safe_path(scope, rel)
-        if rel.endswith(".py"):
-            try:
-                route_for(rel)
-            except NotRoutable as exc:
-                if "reserved" in str(exc):
-                    raise BadRequest(
-                        f"{rel} would shadow a reserved path: {exc}", path=rel
-                    ) from None
+        _refuse_reserved(rel)
         validated = False
         validation = None
         if validate and rel.endswith(".py") and self.validator is not None:
@@ -274,7 +249,7 @@ class ScriptStore:
             kind = "file"
         else:
             raise NotFound(f"No such script: {rel}", path=rel)
-        _fsync_dir(os.path.dirname(target))
+        fsync_dir(os.path.dirname(target))
         return {"success": True, "deleted": rel, "type": kind, **scope.to_dict()}
 
     def move(self, scope: Scope, src: Any, dst: Any, *, overwrite: bool = False) -> dict[str, Any]:
@@ -282,14 +257,7 @@ class ScriptStore:
         target, dst = safe_path(scope, dst)
         if not os.path.lexists(source):
             raise NotFound(f"No such script: {src}", path=src)
-        if dst.endswith(".py"):
-            try:
-                route_for(dst)
-            except NotRoutable as exc:
-                if "reserved" in str(exc):
-                    raise BadRequest(
-                        f"{dst} would shadow a reserved path: {exc}", path=dst
-                    ) from None
+        _refuse_reserved(dst)
         if os.path.lexists(target):
             if not overwrite:
                 raise Conflict(f"{dst} exists (set overwrite to true to replace it)", path=dst)
@@ -301,8 +269,8 @@ class ScriptStore:
                 shutil.rmtree(target)
         os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
         os.replace(source, target)
-        _fsync_dir(os.path.dirname(target))
-        _fsync_dir(os.path.dirname(source))
+        fsync_dir(os.path.dirname(target))
+        fsync_dir(os.path.dirname(source))
         return {
             "success": True,
             "from": src,

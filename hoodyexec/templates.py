@@ -31,7 +31,6 @@ import math
 import os
 import re
 import secrets
-import tempfile
 import threading
 import tokenize
 import unicodedata
@@ -43,6 +42,7 @@ from . import magic as magic_mod
 from .compiler import ScriptLoadError
 from .compiler import parse as parse_script
 from .errors import HoodyError
+from .files import fsync_dir, write_atomic
 
 __all__ = [
     "BUILTINS",
@@ -972,49 +972,6 @@ for _t in _BUILTIN_LIST:
 BUILTINS: dict[str, Template] = {t.name: t for t in _BUILTIN_LIST}
 
 
-# -- files ----------------------------------------------------------------------
-def _fsync_dir(directory: str) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _atomic_write(path: str, data: bytes, *, exclusive: bool = False) -> None:
-    """Write via a temp file in the same folder; ``exclusive`` fails if ``path`` exists.
-
-    Readers see the old file or the new one, never a torn one, and a crash
-    leaves at most a hidden ``.*.tmp`` file behind.
-    """
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if exclusive:
-            try:
-                os.link(tmp, path)  # atomic "create if absent"
-            except FileExistsError:
-                raise
-            except OSError:  # no hard links on this filesystem
-                if os.path.exists(path):
-                    raise FileExistsError(path) from None
-                os.replace(tmp, path)
-            else:
-                os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
-
-
 def _check_filename(filename: str) -> None:
     parts = filename.split("/")
     if (
@@ -1137,11 +1094,11 @@ class TemplateStore:
         os.makedirs(self.custom_dir, mode=0o700, exist_ok=True)
         code_path, meta_path = self._paths(name)
         if code is not None:
-            _atomic_write(code_path, code.encode("utf-8"))
+            write_atomic(code_path, code.encode("utf-8"))
         if meta is not None:
             data = msgspec.json.format(msgspec.json.encode(meta), indent=2) + b"\n"
             try:
-                _atomic_write(meta_path, data, exclusive=create)
+                write_atomic(meta_path, data, exclusive=create)
             except FileExistsError:
                 raise TemplateConflict(f"template {name!r} already exists") from None
 
@@ -1233,5 +1190,5 @@ class TemplateStore:
                 return False
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(code_path)
-            _fsync_dir(self.custom_dir)
+            fsync_dir(self.custom_dir)
         return True

@@ -11,7 +11,8 @@ import msgspec
 
 from .. import magic
 from ..errors import BadRequest, NotFound
-from ..scriptstore import ScriptStore, safe_path, write_atomic
+from ..files import write_atomic
+from ..scriptstore import ScriptStore, safe_path
 from . import errors
 from .api_scripts import ScriptsAPI, flag, json_body, need
 
