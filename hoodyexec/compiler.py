@@ -346,14 +346,11 @@ def load(
     tree = parse(source, path)
     facts = analyse(tree)
     script.shape = facts["shape"]
-    namespace: dict[str, Any] = {
-        "__name__": module_name,
-        "__file__": path,
-        "__builtins__": _builtins_with(importer) if importer else builtins,
-    }
-    script.namespace = namespace
+    # A real module object, so pickling, dataclasses and typing see a normal namespace.
     module = types.ModuleType(module_name)
-    module.__dict__.update(namespace)
+    module.__dict__.update(
+        __file__=path, __builtins__=_builtins_with(importer) if importer else builtins
+    )
     namespace = script.namespace = module.__dict__
     if script.shape == "body":
         code_tree = _body_module(tree, bool(facts["async"]))

@@ -41,21 +41,6 @@ class Headers(Mapping[str, str]):
         return f"Headers({self._d!r})"
 
 
-class AttrDict(dict):
-    """A dict with attribute access (``metadata.query`` and ``metadata["query"]``)."""
-
-    __slots__ = ()
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self[name] = value
-
-
 class Req:
     """The incoming request, as a script sees it.
 

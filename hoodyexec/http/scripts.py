@@ -14,7 +14,6 @@ import itertools
 import logging
 import os
 import re
-import traceback
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import parse_qs
@@ -500,26 +499,6 @@ class ScriptsSink:
                     )
         return (), kwargs
 
-    async def _run(
-        self,
-        script: Script,
-        entry: Entry,
-        pos: tuple[Any, ...],
-        kw: dict[str, Any],
-        timeout: float,
-        console: Console,
-    ) -> Any:
-        ex = self.executor
-        if entry.is_async:
-            return await ex.run_async(entry.fn, pos, kw, timeout)
-        mode = script.magic.mode
-        if mode == "thread" or (mode == "auto" and script.offloaded):
-            return await ex.run_thread(entry.fn, pos, kw, timeout)
-        result, held = ex.run_inline(entry.fn, pos, kw, timeout)
-        if mode == "auto" and held > ex.threshold:
-            self._offload(script, held, console)
-        return result
-
     @staticmethod
     def _offload(script: Script, held: float, console: Console) -> None:
         if script.offloaded:
@@ -744,7 +723,3 @@ def _token_ok(req: falcon.asgi.Request, expected: str) -> bool:
     else:
         given = req.get_header("X-Hoody-Token") or req.get_param("token") or ""
     return hmac.compare_digest(given.encode(), secret.encode())
-
-
-def format_traceback(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(exc))
