@@ -720,3 +720,41 @@ def test_readme_handler_example(env):
     assert ok.json == {"id": 7, "saved": True}
     assert bad.status_code == 400 and bad.json["field"] == "$.name"
     assert bad.json["error"] == "Invalid body: Expected `str`, got `int` - at `$.name`"
+
+
+def test_sync_generator_does_not_block_the_loop(env):
+    env.write(
+        "slowgen.py", "import time\nfor i in range(3):\n    time.sleep(0.3)\n    yield f'{i}\\n'\n"
+    )
+    env.write("fast.py", "return 'fast'\n")
+
+    async def go(c):
+        import asyncio
+
+        async def timed(path):
+            t0 = time.monotonic()
+            r = await c.simulate_get(path)
+            return r, time.monotonic() - t0
+
+        stream = asyncio.ensure_future(timed("/slowgen"))
+        await asyncio.sleep(0.1)
+        fast = await timed("/fast")
+        return await stream, fast
+
+    (stream, stream_took), (fast, fast_took) = env.run(go)
+    assert stream.text == "0\n1\n2\n" and stream_took > 0.8
+    assert fast.text == "fast" and fast_took < 0.25
+
+
+def test_host_pattern_is_configurable(tmp_path):
+    env = ScriptEnv(tmp_path, "--host-pattern", r"^(?P<execId>\d+)\.apps\.")
+    env.write("who.py", "return [metadata.subdomain, metadata.execId]\n", instance="default/5")
+    env.write("who.py", "return ['fallback']\n")
+
+    async def go(c):
+        return [
+            (await c.simulate_get("/who", host=h)).json
+            for h in ["5.apps.example", "exec-5.localhost"]
+        ]
+
+    assert env.run(go) == [["default", "5"], ["fallback"]]
