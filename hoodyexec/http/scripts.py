@@ -6,6 +6,7 @@ request → instance (by Host) → route → compiled script (fresh) → magic c
 
 from __future__ import annotations
 
+import contextlib
 import email.parser
 import email.policy
 import hmac
@@ -14,6 +15,7 @@ import itertools
 import logging
 import os
 import re
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import parse_qs
@@ -657,6 +659,15 @@ class ScriptsSink:
             )
         sink = self
         token_console = console
+        released = False
+
+        def release() -> None:
+            # Once, whether the stream ends, fails, or is dropped unstarted
+            # (a client gone before the first byte): the slot must come back.
+            nonlocal released
+            if not released:
+                released = True
+                sink.inflight -= 1
 
         async def body() -> AsyncIterator[bytes]:
             tok = current.set(token_console)
@@ -670,9 +681,10 @@ class ScriptsSink:
             except Exception as exc:  # noqa: BLE001 - headers are gone: log and end the stream
                 token_console.exception(exc)
             finally:
-                current.reset(tok)
+                with contextlib.suppress(ValueError):  # finalised from another context
+                    current.reset(tok)
                 finish(token_console)
-                sink.inflight -= 1
+                release()
                 close = getattr(iterable, "aclose", None) or getattr(iterable, "close", None)
                 if close is not None:
                     try:
@@ -682,7 +694,9 @@ class ScriptsSink:
                     except Exception:  # noqa: BLE001
                         pass
 
-        resp.stream = body()
+        stream = body()
+        weakref.finalize(stream, release)
+        resp.stream = stream
         return True
 
 
