@@ -22,6 +22,7 @@ import os
 import sys
 import threading
 import traceback
+from collections import OrderedDict
 from typing import Any, TextIO
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "off": 100}
@@ -56,12 +57,38 @@ class ScriptLog:
             os.close(self._fd)
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        _remember_open(self)
 
     def close(self) -> None:
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+
+
+# Log files kept open per process, least recently opened first: an instance with
+# thousands of chatty scripts must not run the process out of file descriptors.
+MAX_OPEN_LOGS = 256
+_open_logs: OrderedDict[int, ScriptLog] = OrderedDict()
+_open_lock = threading.Lock()
+
+
+def _remember_open(log: ScriptLog) -> None:
+    with _open_lock:
+        _open_logs[id(log)] = log
+        _open_logs.move_to_end(id(log))
+        for key, victim in list(_open_logs.items()):
+            if len(_open_logs) <= MAX_OPEN_LOGS:
+                break
+            if victim is log or not victim._lock.acquire(blocking=False):
+                continue  # in use right now: try the next oldest
+            try:
+                if victim._fd is not None:
+                    os.close(victim._fd)
+                    victim._fd = None
+            finally:
+                victim._lock.release()
+            del _open_logs[key]
 
 
 class Console:
