@@ -169,14 +169,7 @@ def wrk(
     host: str | None = None,
     script: str | None = None,
 ) -> float:
-    cmd = [wrk_bin, "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s"]
-    if host:
-        cmd += ["-H", f"Host: {host}"]
-    if script:
-        cmd += ["-s", script]
-    cmd.append(url)
-    if PIN:
-        cmd = ["taskset", "-c", "1", *cmd]
+    cmd = wrk_cmd(wrk_bin, url, seconds, conns, host, script)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
