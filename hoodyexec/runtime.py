@@ -126,37 +126,28 @@ class Req:
         return f"<Req {self.method} {self.path}>"
 
 
+METADATA_KEYS = (
+    "query",
+    "parameters",
+    "path",
+    "method",
+    "headers",
+    "executionId",
+    "script",
+    "hostname",
+    "subdomain",
+    "execId",
+    "magic",
+    "trigger",
+)
+
+
 class Metadata(Mapping[str, Any]):
     """``metadata``: attribute and key access (``metadata.query``, ``metadata["query"]``)."""
 
-    __slots__ = (
-        "query",
-        "parameters",
-        "path",
-        "method",
-        "executionId",
-        "script",
-        "hostname",
-        "subdomain",
-        "execId",
-        "magic",
-        "trigger",
-        "_req",
-    )
-    KEYS = (
-        "query",
-        "parameters",
-        "path",
-        "method",
-        "headers",
-        "executionId",
-        "script",
-        "hostname",
-        "subdomain",
-        "execId",
-        "magic",
-        "trigger",
-    )
+    KEYS = METADATA_KEYS
+    # every key is a slot but headers, which is read from the request on demand
+    __slots__ = (*(k for k in METADATA_KEYS if k != "headers"), "_req")
 
     def __init__(
         self,

@@ -303,7 +303,7 @@ class ScriptStore:
                 or include_comments
                 or any(x is not None for x in (label, tags, mode, enabled, websocket))
             )
-            for rel in self._walk(scope, base, recursive):
+            for rel in self.walk(scope, base, recursive):
                 if filter and filter.lower() not in rel.lower():
                     continue
                 info = describe(scope, rel, with_magic=needs_magic)
@@ -335,7 +335,7 @@ class ScriptStore:
             "count": len(scripts),
         }
 
-    def _walk(self, scope: Scope, base: str, recursive: bool) -> list[str]:
+    def walk(self, scope: Scope, base: str, recursive: bool) -> list[str]:
         out = []
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = sorted(
@@ -409,7 +409,7 @@ class ScriptStore:
                     if not os.path.isdir(folder) or not _NAME.match(eid):
                         continue
                     scope = Scope(self.home, sub, eid)
-                    files = self._walk(scope, folder, True)
+                    files = self.walk(scope, folder, True)
                     py = [f for f in files if f.endswith(".py")]
                     routable = 0
                     for f in py:

@@ -120,7 +120,7 @@ class MagicAPI:
         if not os.path.isdir(base):
             raise NotFound(f"No such folder: {directory or '/'}", path=directory)
         results = []
-        for rel in self.store._walk(scope, base, recursive):
+        for rel in self.store.walk(scope, base, recursive):
             if not rel.endswith(extension):
                 continue
             path = os.path.join(scope.root, rel)
