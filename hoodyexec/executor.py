@@ -42,6 +42,41 @@ class ScriptTimeout(BaseException):
     """The script ran past its ``@timeout``."""
 
 
+# Exit code of a worker whose loop a script holds for good (not 3/4: those
+# mean "failed to boot" to the master).
+HELD_LOOP_EXIT = 70
+
+
+# -- scripts that fork ---------------------------------------------------------
+# A script may call os.fork() (directly, or through a library). The child is a
+# copy of the request worker: if it returned into the server it would serve
+# from the worker's sockets and event loop next to its parent. An at-fork
+# handler marks the child; wherever script code hands control back to the
+# server (the sink after a call, a pool thread after a job) a marked child
+# exits at once. subprocess and multiprocessing children never come back to
+# the server, so they are unaffected.
+_forked = False
+
+
+def _mark_forked_child() -> None:
+    global _forked
+    _forked = True
+
+
+def guard_forks() -> None:
+    """Install the at-fork handler (once per process; called by request workers)."""
+    os.register_at_fork(after_in_child=_mark_forked_child)
+
+
+def forked_child() -> bool:
+    return _forked
+
+
+def leave_forked_child() -> None:
+    """A forked child came back from script code: end it without touching the server."""
+    os._exit(0)
+
+
 def _current_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
     # Read from another thread: a dict lookup is atomic under the GIL.
     return asyncio.tasks._current_tasks.get(loop)  # type: ignore[attr-defined]
@@ -57,9 +92,12 @@ class Watchdog:
     task is waiting, and it is cancelled from the loop (``call_soon_threadsafe``).
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, period: float = 0.01) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, period: float = 0.01, hold_limit: float = 3.0
+    ) -> None:
         self.loop = loop
         self.period = period
+        self.hold_limit = hold_limit  # seconds past a deadline before the worker gives up
         self.deadlines: dict[asyncio.Task[Any], float] = {}
         self.expired: set[asyncio.Task[Any]] = set()
         self._wake = threading.Event()
@@ -118,6 +156,18 @@ class Watchdog:
             running = _current_task(self.loop)
             for task in due:
                 if task is running:
+                    if now - self.deadlines.get(task, now) > self.hold_limit:
+                        # The script swallows every interrupt and keeps the loop:
+                        # nothing else can run in this worker again. End it now so
+                        # the master replaces it, instead of waiting for the
+                        # heartbeat timeout with every other request frozen.
+                        log.critical(
+                            "a script holds the event loop %.1f s past its deadline and "
+                            "ignores its timeout; ending worker %s",
+                            now - self.deadlines.get(task, now),
+                            os.getpid(),
+                        )
+                        os._exit(HELD_LOOP_EXIT)
                     if self._main is not None:
                         signal.pthread_kill(self._main, signal.SIGALRM)
                 elif task not in self.expired:
@@ -148,6 +198,27 @@ class Watchdog:
         return False
 
 
+class ScriptRaised(Exception):
+    """Carries a script's non-``Exception`` (SystemExit, KeyboardInterrupt,
+    GeneratorExit, bare BaseException) from a pool thread to the awaiting side.
+
+    A future holding a GeneratorExit would be *thrown* into the awaiting task,
+    which closes every inner coroutine and lands the exception in the
+    outermost frame, past the sink's handler; carried inside an ``Exception``
+    it travels like any other error.
+    """
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
+def _carry(exc: BaseException) -> BaseException:
+    if isinstance(exc, Exception | ScriptTimeout):
+        return exc
+    return ScriptRaised(exc).with_traceback(exc.__traceback__)
+
+
 class _Job:
     __slots__ = ("future", "fn", "args", "thread", "done", "started")
 
@@ -164,7 +235,7 @@ class ThreadPool:
     """Daemon threads (a stuck one never blocks process exit), each job interruptible."""
 
     def __init__(
-        self, size: int, on_stuck_limit: Callable[[], None] | None = None, stuck_limit: int = 8
+        self, size: int, on_stuck_limit: Callable[[], None] | None = None, stuck_limit: int = 3
     ) -> None:
         self.size = size
         self.stuck_limit = stuck_limit
@@ -209,10 +280,14 @@ class ThreadPool:
                     try:
                         result = job.fn(*job.args)
                     except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side
+                        if _forked:  # the job forked and this is the child's copy
+                            leave_forked_child()
                         with self._lock:
                             job.done = True
-                        job.future.set_exception(exc)
+                        job.future.set_exception(_carry(exc))
                     else:
+                        if _forked:
+                            leave_forked_child()
                         with self._lock:
                             job.done = True
                         job.future.set_result(result)

@@ -16,7 +16,7 @@ from typing import Any
 from hoodyexec import db, logs
 from hoodyexec.catalog import Catalog
 from hoodyexec.config import Settings
-from hoodyexec.executor import Executor
+from hoodyexec.executor import Executor, guard_forks
 from hoodyexec.home import Home
 from hoodyexec.http.gateway import create_gateway
 from hoodyexec.http.router import table_for
@@ -49,6 +49,7 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
         catalog.invalidate(data.get("subdomain"), data.get("execId"))
 
     def start() -> None:
+        guard_forks()
         logs.install_capture()
         executor.start(asyncio.get_running_loop())
         # Everything loaded so far lives as long as the worker: keep it out of

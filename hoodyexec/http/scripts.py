@@ -6,6 +6,7 @@ request → instance (by Host) → route → compiled script (fresh) → magic c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.parser
 import email.policy
@@ -27,7 +28,13 @@ import msgspec
 from ..catalog import Catalog
 from ..compiler import Entry, Script, ScriptLoadError
 from ..errors import HoodyError
-from ..executor import Executor, ScriptTimeout
+from ..executor import (
+    Executor,
+    ScriptRaised,
+    ScriptTimeout,
+    forked_child,
+    leave_forked_child,
+)
 from ..logs import Console, LogBook, current, finish
 from ..runtime import Metadata, Req, Res
 from ..shared import Shared, SharedStore
@@ -386,7 +393,13 @@ class ScriptsSink:
             exc.extra.setdefault("executionId", execution_id)
             console.warn(f"{exc.status} {exc.message}")
             return _json(resp, exc.status, exc.to_dict())
-        except Exception as exc:  # noqa: BLE001 - the worker survives any script failure
+        except BaseException as exc:  # noqa: BLE001 - the worker survives any script failure
+            # SystemExit, KeyboardInterrupt, GeneratorExit, bare BaseException, a
+            # CancelledError the script raised itself: all are the script's fault.
+            if _cancelled_from_outside(exc):
+                raise  # the server is cancelling this request (client gone, shutdown)
+            if isinstance(exc, ScriptRaised):
+                exc = exc.original
             console.exception(exc)
             return _json(
                 resp,
@@ -402,6 +415,8 @@ class ScriptsSink:
             if not streaming:
                 finish(console)
                 self.inflight -= 1
+            if forked_child():
+                leave_forked_child()
         return None
 
     # -- pieces -------------------------------------------------------------------
@@ -671,20 +686,30 @@ class ScriptsSink:
 
         async def body() -> AsyncIterator[bytes]:
             tok = current.set(token_console)
+            in_script = False
             try:
                 item = first
                 while item is not _SENTINEL:
                     yield encode(item)
+                    in_script = True
                     item = await step()
+                    in_script = False
             except ScriptTimeout:
                 token_console.error("stream timed out waiting for the next chunk")
-            except Exception as exc:  # noqa: BLE001 - headers are gone: log and end the stream
-                token_console.exception(exc)
+            except BaseException as exc:  # noqa: BLE001 - headers are gone: log and end
+                # GeneratorExit thrown at ``yield`` (the client left) and outside
+                # cancellation belong to the server; anything raised while the
+                # script's code ran is the script's failure.
+                if not in_script or _cancelled_from_outside(exc):
+                    raise
+                token_console.exception(exc.original if isinstance(exc, ScriptRaised) else exc)
             finally:
                 with contextlib.suppress(ValueError):  # finalised from another context
                     current.reset(tok)
                 finish(token_console)
                 release()
+                if forked_child():
+                    leave_forked_child()
                 close = getattr(iterable, "aclose", None) or getattr(iterable, "close", None)
                 if close is not None:
                     try:
@@ -698,6 +723,14 @@ class ScriptsSink:
         weakref.finalize(stream, release)
         resp.stream = stream
         return True
+
+
+def _cancelled_from_outside(exc: BaseException) -> bool:
+    """A CancelledError asked for by someone else (not raised by the script itself)."""
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _json(resp: falcon.asgi.Response, status: int, body: Any) -> None:
