@@ -398,7 +398,10 @@ class Executor:
             return await self.run_async(asyncio.wrap_future, (job.future,), {}, timeout)
         except ScriptTimeout:
             if self.pool.interrupt(job):
-                asyncio.get_running_loop().call_later(self.stuck_grace, self.pool.mark_stuck, job)
+                # An empty context: the kit's log, not the script's, hears about it.
+                asyncio.get_running_loop().call_later(
+                    self.stuck_grace, self.pool.mark_stuck, job, context=contextvars.Context()
+                )
             raise
 
 

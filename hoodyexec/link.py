@@ -34,6 +34,10 @@ from .protocol import (
 
 log = logging.getLogger("hoodyexec.link")
 
+# Seconds a reloaded control worker keeps accepting after its successor took the
+# socket path, to serve connections already queued in its backlog.
+BACKLOG_GRACE = 0.25
+
 BroadcastHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
 QueryHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]
 
@@ -68,8 +72,8 @@ class ControlServer:
         self._inode: int | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[None], list[Reply], set[int]]] = {}
-        self._forwards: set[asyncio.Task[Any]] = set()
         self._conns: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        self._link_tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
 
     async def start(self) -> None:
@@ -81,12 +85,22 @@ class ControlServer:
         self._inode = os.stat(self.path).st_ino
 
     async def close(self, drain_timeout: float = 0.0) -> None:
-        """Stop accepting, let forwarded requests finish, drop the links."""
+        """Stop accepting, let forwarded requests finish, drop the links.
+
+        When a successor already owns the socket path (a reload), no new
+        connection can reach this listener, but some may wait in its backlog:
+        keep accepting a moment so they are served here instead of dropped.
+        Every connection that is not a link (forwards, and ones whose first
+        frame is still arriving) gets ``drain_timeout`` to finish.
+        """
         self._closing = True
+        if drain_timeout > 0 and self._server is not None and not self._owns_path():
+            await asyncio.sleep(BACKLOG_GRACE)
         if self._server is not None:
             self._server.close()
-        if self._forwards and drain_timeout > 0:
-            await asyncio.wait(self._forwards, timeout=drain_timeout)
+        pending = [t for t in self._conns if t not in self._link_tasks]
+        if pending and drain_timeout > 0:
+            await asyncio.wait(pending, timeout=drain_timeout)
         # Closing a transport ends its reader, so each connection task returns.
         for writer in list(self._conns.values()):
             writer.close()
@@ -96,17 +110,22 @@ class ControlServer:
             for task in stragglers:
                 task.cancel()
         # Only remove the socket if it is still ours: a successor may own the path now.
-        with contextlib.suppress(FileNotFoundError):
-            if os.stat(self.path).st_ino == self._inode:
+        if self._owns_path():
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
+
+    def _owns_path(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino == self._inode
+        except FileNotFoundError:
+            return False
 
     # -- connections --------------------------------------------------------
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if self._closing:  # accepted while closing: let the peer retry elsewhere
-            writer.close()
-            return
+        # Accepted while closing (the backlog of a reload) is served all the
+        # same: the peer may already have sent a request it will not resend.
         self._conns[task] = writer
         try:
             await self._dispatch(reader, writer, task)
@@ -123,13 +142,18 @@ class ControlServer:
             writer.close()
             return
         if isinstance(first, Hello):
-            await self._serve_link(first, reader, writer)
+            if self._closing:  # a link to a closing server: reconnect to the successor
+                writer.close()
+                return
+            self._link_tasks.add(task)
+            try:
+                await self._serve_link(first, reader, writer)
+            finally:
+                self._link_tasks.discard(task)
         elif isinstance(first, HttpRequest) and self.app is not None:
-            self._forwards.add(task)
             try:
                 await bridge.serve(self.app, first, reader, writer)
             finally:
-                self._forwards.discard(task)
                 writer.close()
         else:
             log.warning("unexpected first frame %s", type(first).__name__)

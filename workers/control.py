@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 
 from hoodyexec import db
 from hoodyexec.config import Settings
@@ -31,8 +32,16 @@ class ControlBootError(Exception):
 
 class ControlWorker:
     def __init__(
-        self, settings: Settings, home: Home, *, age: int, master_pid: int, started: float
+        self,
+        settings: Settings,
+        home: Home,
+        *,
+        age: int,
+        master_pid: int,
+        started: float,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
+        self.heartbeat = heartbeat  # touches the master's heartbeat file
         self.settings = settings
         self.home = home
         self.age = age
@@ -99,10 +108,12 @@ class ControlWorker:
         log.info("control worker %s ready on %s", self.pid, self.home.control_socket)
 
         watchdog = loop.create_task(self._watch_master())
+        beat = loop.create_task(self._beat())
         try:
             await self._stop.wait()
         finally:
             watchdog.cancel()
+            beat.cancel()
             await server.close(
                 drain_timeout=self.settings.graceful_timeout if self._graceful else 0.0
             )
@@ -113,6 +124,16 @@ class ControlWorker:
         self._graceful = self._graceful and graceful
         assert self._stop is not None
         self._stop.set()
+
+    async def _beat(self) -> None:
+        # Ready once the first beat lands; then one per second while the loop
+        # turns. A loop that stops turning stops the beats and the master
+        # replaces this process (gunicorn's ``timeout``).
+        if self.heartbeat is None:
+            return
+        while True:
+            self.heartbeat()
+            await asyncio.sleep(1.0)
 
     async def _watch_master(self) -> None:
         # If the master dies without telling us, do not linger as an orphan.
