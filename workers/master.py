@@ -23,6 +23,7 @@ from gunicorn import util
 from gunicorn.app.base import Application, BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
+from gunicorn.workers.workertmp import WorkerTmp
 
 from hoodyexec import config
 from hoodyexec.config import Settings
@@ -57,7 +58,7 @@ def gunicorn_settings(settings: Settings, home: Home) -> dict[str, Any]:
         "accesslog": "-" if settings.access_log else None,
         "pidfile": home.pidfile,
         "control_socket": home.gunicorn_ctl,
-        "worker_class": "asgi",
+        "worker_class": "workers.asgi.HoodyASGIWorker",
         "asgi_lifespan": "on",
         "preload_app": False,
     }
@@ -65,6 +66,20 @@ def gunicorn_settings(settings: Settings, home: Home) -> dict[str, Any]:
 
 def _post_fork(server: Arbiter, worker: Any) -> None:
     server.app.worker_age = worker.age
+
+
+def _pre_fork(server: Arbiter, worker: Any) -> None:
+    # The heartbeat file's time before the worker ever notified: while it is
+    # unchanged the worker has not booted (see ``booted``).
+    worker.hoody_born = worker.tmp.last_update()
+
+
+def booted(worker: Any) -> bool:
+    """Has this request worker reported ready (touched its heartbeat once)?"""
+    try:
+        return worker.tmp.last_update() != getattr(worker, "hoody_born", None)
+    except (OSError, ValueError):  # heartbeat file already closed
+        return True
 
 
 class HoodyApplication(BaseApplication):
@@ -88,6 +103,7 @@ class HoodyApplication(BaseApplication):
             values.update(_read_gunicorn_file(self, self.settings.gunicorn_config))
         values.update(gunicorn_settings(self.settings, self.home))
         values["post_fork"] = _post_fork
+        values["pre_fork"] = _pre_fork
         for key, value in values.items():
             if key in self.cfg.settings:
                 self.cfg.set(key, value)
@@ -118,30 +134,70 @@ def _read_gunicorn_file(app: BaseApplication, path: str) -> dict[str, Any]:
     }
 
 
+class _Control:
+    """The master's record of one control worker process."""
+
+    __slots__ = ("pid", "tmp", "born", "spawned", "ready")
+
+    def __init__(self, pid: int, tmp: WorkerTmp, born: float) -> None:
+        self.pid = pid
+        self.tmp = tmp
+        self.born = born
+        self.spawned = time.monotonic()
+        self.ready = False
+
+    def check_ready(self) -> bool:
+        if not self.ready:
+            try:
+                self.ready = self.tmp.last_update() != self.born
+            except (OSError, ValueError):
+                pass
+        return self.ready
+
+    def silent_for(self) -> float:
+        """Seconds since the last heartbeat (since spawn while booting)."""
+        if not self.check_ready():
+            return time.monotonic() - self.spawned
+        try:
+            return time.monotonic() - self.tmp.last_update()
+        except (OSError, ValueError):
+            return 0.0
+
+
 class HoodyArbiter(Arbiter):
     CONTROL_BOOT_ERROR = control.BOOT_ERROR
 
     def __init__(self, app: HoodyApplication) -> None:
-        self.control_pid = 0
+        self.control: _Control | None = None
         self.control_age = 0
-        self.retired_controls: set[int] = set()
+        # Replaced on SIGHUP, still serving until the successor is ready.
+        self.retiring: list[_Control] = []
+        # Told to stop, draining; reaped by pid.
+        self.retired: list[_Control] = []
         self.started = time.time()
         self._stopping = False
         super().__init__(app)
 
+    @property
+    def control_pid(self) -> int:
+        return self.control.pid if self.control else 0
+
     # -- control worker lifecycle ---------------------------------------------
     def spawn_control(self) -> int:
         self.control_age += 1
+        tmp = WorkerTmp(self.cfg)
         worker = control.ControlWorker(
             self.app.settings,
             self.app.home,
             age=self.control_age,
             master_pid=self.pid,
             started=self.started,
+            heartbeat=tmp.notify,
         )
+        born = tmp.last_update()
         pid = os.fork()
         if pid:
-            self.control_pid = pid
+            self.control = _Control(pid, tmp, born)
             self.log.info("Booting control worker with pid: %s", pid)
             return pid
         # Child: never return into the master's loop.
@@ -149,6 +205,8 @@ class HoodyArbiter(Arbiter):
         try:
             for listener in self.LISTENERS:
                 listener.close()
+            for sibling in self.WORKERS.values():
+                sibling.tmp.close()
             util._setproctitle(f"control [{self.proc_name}]")
             worker.run()
         except control.ControlBootError as exc:
@@ -164,31 +222,45 @@ class HoodyArbiter(Arbiter):
             os._exit(code)
 
     def manage_control(self) -> None:
-        if not self.control_pid and not self._stopping:
+        if self.control is None and not self._stopping:
             self.spawn_control()
+        # A reload's successor is ready: now the predecessors may drain and go.
+        if self.retiring and self.control is not None and self.control.check_ready():
+            for old in self.retiring:
+                self.kill_control(signal.SIGTERM, old.pid)
+                self.retired.append(old)
+            self.retiring.clear()
+
+    def _all_controls(self) -> list[_Control]:
+        return [c for c in [self.control, *self.retiring, *self.retired] if c is not None]
 
     def reap_control(self) -> None:
-        for pid in [self.control_pid, *self.retired_controls]:
-            if not pid:
-                continue
+        for ctl in self._all_controls():
             try:
-                wpid, status = os.waitpid(pid, os.WNOHANG)
+                wpid, status = os.waitpid(ctl.pid, os.WNOHANG)
             except ChildProcessError:  # already reaped by gunicorn's waitpid(-1)
-                wpid, status = pid, None
+                wpid, status = ctl.pid, None
             if wpid:
-                self._control_exited(pid, status)
+                self._control_exited(ctl, status)
 
-    def _control_exited(self, pid: int, status: int | None) -> None:
-        if pid in self.retired_controls:
-            self.retired_controls.discard(pid)
+    def _control_exited(self, ctl: _Control, status: int | None) -> None:
+        with contextlib.suppress(Exception):
+            ctl.tmp.close()
+        if ctl in self.retired:
+            self.retired.remove(ctl)
             return
-        self.control_pid = 0
         code = os.waitstatus_to_exitcode(status) if status is not None else None
-        if code == self.CONTROL_BOOT_ERROR and not self._stopping:
+        if ctl in self.retiring:  # died before its successor was ready
+            self.retiring.remove(ctl)
+        else:
+            self.control = None
+        # Exit code 3 means "cannot boot" only before the worker ever reported
+        # ready; afterwards a dead control worker is simply replaced.
+        if code == self.CONTROL_BOOT_ERROR and not ctl.ready and not self._stopping:
             raise HaltServer("Control worker failed to boot.", self.CONTROL_BOOT_ERROR)
         if not self._stopping:
             how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-            self.log.error("Control worker (pid:%s) exited (%s); respawning", pid, how)
+            self.log.error("Control worker (pid:%s) exited (%s); respawning", ctl.pid, how)
 
     def kill_control(self, sig: int, pid: int | None = None) -> None:
         pid = pid or self.control_pid
@@ -201,6 +273,15 @@ class HoodyArbiter(Arbiter):
         self.manage_control()
         super().manage_workers()
 
+    def murder_workers(self) -> None:
+        super().murder_workers()
+        # The control worker has a heartbeat like request workers: a loop that
+        # stopped turning (stuck code, a deadlock) is replaced.
+        ctl = self.control
+        if ctl is not None and self.timeout and ctl.silent_for() > self.timeout:
+            self.log.critical("CONTROL WORKER TIMEOUT (pid:%s)", ctl.pid)
+            self.kill_control(signal.SIGKILL, ctl.pid)
+
     def handle_chld(self) -> None:
         self.reap_control()
         super().handle_chld()
@@ -209,18 +290,37 @@ class HoodyArbiter(Arbiter):
 
     def reap_workers(self) -> None:
         self.reap_control()
-        super().reap_workers()
+        while True:
+            before = dict(self.WORKERS)
+            try:
+                super().reap_workers()
+                break
+            except HaltServer:
+                # gunicorn halts on exit code 3/4 ("failed to boot"). A worker
+                # that had booted and then exited with such a code was ended by
+                # a script (sys.exit in a thread it made, os._exit): replace it.
+                gone = [w for pid, w in before.items() if pid not in self.WORKERS]
+                culprit = [w for w in gone if not _tmp_closed(w)]
+                if len(culprit) != 1 or not booted(culprit[0]):
+                    raise
+                worker = culprit[0]
+                self.log.error(
+                    "Worker (pid:%s) exited with a boot-error code after it had booted; "
+                    "replacing it",
+                    worker.pid,
+                )
+                worker.tmp.close()
+                self.cfg.child_exit(self, worker)
         self.reap_control()
 
     def handle_hup(self) -> None:
         super().handle_hup()
-        # Replace the control worker too: the new one binds the socket at once,
-        # the old one finishes its in-flight calls and is reaped by pid.
-        if self.control_pid:
-            old = self.control_pid
-            self.retired_controls.add(old)
-            self.control_pid = 0
-            self.kill_control(signal.SIGTERM, old)
+        # Replace the control worker too. The successor binds the socket path;
+        # the predecessor keeps serving until the successor reports ready, then
+        # drains its in-flight calls and exits (manage_control).
+        if self.control is not None:
+            self.retiring.append(self.control)
+            self.control = None
         self.manage_control()
 
     def stop(self, graceful: bool = True) -> None:
@@ -229,17 +329,24 @@ class HoodyArbiter(Arbiter):
         self._stop_controls(graceful)
 
     def _stop_controls(self, graceful: bool) -> None:
-        pids = [p for p in [self.control_pid, *self.retired_controls] if p]
         sig = signal.SIGTERM if graceful else signal.SIGQUIT
-        for pid in pids:
-            self.kill_control(sig, pid)
+        for ctl in self._all_controls():
+            self.kill_control(sig, ctl.pid)
         limit = time.monotonic() + (self.cfg.graceful_timeout if graceful else 2.0)
-        while (self.control_pid or self.retired_controls) and time.monotonic() < limit:
+        while self._all_controls() and time.monotonic() < limit:
             self.reap_control()
             time.sleep(0.05)
-        for pid in [p for p in [self.control_pid, *self.retired_controls] if p]:
-            self.kill_control(signal.SIGKILL, pid)
+        for ctl in self._all_controls():
+            self.kill_control(signal.SIGKILL, ctl.pid)
         self.reap_control()
+
+
+def _tmp_closed(worker: Any) -> bool:
+    try:
+        worker.tmp.last_update()
+    except (OSError, ValueError):
+        return True
+    return False
 
 
 def serve(settings: Settings, args: Any = None) -> None:
