@@ -221,6 +221,8 @@ def parse_variables(text: str | bytes | None) -> dict[str, Any]:
         value = msgspec.json.decode(text)
     except msgspec.DecodeError as exc:
         raise TemplateInvalid(f"variables must be a JSON object: {exc}") from None
+    except RecursionError:  # msgspec's answer to nesting like "[[[[..."
+        raise TemplateInvalid("variables must be a JSON object: nested too deeply") from None
     if not isinstance(value, dict):
         raise TemplateInvalid(f"variables must be a JSON object, got {_type_name(value)}")
     return value

@@ -17,6 +17,22 @@ from .scripts import HostMap
 _decode = msgspec.json.Decoder().decode
 
 
+def decode_json(raw: bytes, type_: Any = None) -> Any:
+    """Decode a request body (into ``type_`` when given); every problem is a 400.
+
+    msgspec raises ``RecursionError`` (not ``DecodeError``) for nesting deeper
+    than it follows (``[[[[...``); that is malformed input too, not a 500.
+    """
+    try:
+        return _decode(raw) if type_ is None else msgspec.json.decode(raw, type=type_)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"Invalid request body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest("Invalid JSON", detail=str(exc)) from None
+    except RecursionError:
+        raise BadRequest("Invalid JSON", detail="nested too deeply") from None
+
+
 async def json_body(req: falcon.asgi.Request, *, required: bool = True) -> dict[str, Any]:
     """The request body as a JSON object; every problem is a 400."""
     raw = await req.stream.read()
@@ -24,10 +40,7 @@ async def json_body(req: falcon.asgi.Request, *, required: bool = True) -> dict[
         if required:
             raise BadRequest("a JSON body is required")
         return {}
-    try:
-        body = _decode(raw)
-    except msgspec.DecodeError as exc:
-        raise BadRequest("Invalid JSON", detail=str(exc)) from None
+    body = decode_json(raw)
     if not isinstance(body, dict):
         raise BadRequest("the JSON body must be an object")
     return body

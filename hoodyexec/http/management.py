@@ -93,15 +93,12 @@ class _StateClear(msgspec.Struct, forbid_unknown_fields=False):
 
 async def read_body(req: falcon.asgi.Request, type_: Any) -> Any:
     """Decode a JSON body into ``type_``; every problem is a 400 naming the field."""
+    from .api_scripts import decode_json  # the one body decoder (deep nesting is a 400 too)
+
     raw = await req.stream.read()
     if not raw:
         raise BadRequest("a JSON body is required")
-    try:
-        return msgspec.json.decode(raw, type=type_)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(f"Invalid request body: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise BadRequest("Invalid JSON", detail=str(exc)) from None
+    return decode_json(raw, type_)
 
 
 class SharedStateAPI:

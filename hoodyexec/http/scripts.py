@@ -108,6 +108,8 @@ def parse_body(raw: bytes, content_type: str | None) -> Any:
             return _json_decode(raw)
         except msgspec.DecodeError as exc:
             raise HoodyError("Invalid JSON", status=400, detail=str(exc)) from None
+        except RecursionError:  # msgspec's answer to nesting like b"[" * 100000
+            raise HoodyError("Invalid JSON", status=400, detail="nested too deeply") from None
     if ct == "application/x-www-form-urlencoded":
         form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
         return {k: v[0] if len(v) == 1 else v for k, v in form.items()}
@@ -754,6 +756,8 @@ def _decode_raw(raw: bytes, tp: Any) -> Any:
         raise HoodyError(f"Invalid body: {exc}", status=400, field=_field(exc)) from None
     except msgspec.DecodeError as exc:
         raise HoodyError("Invalid JSON", status=400, detail=str(exc)) from None
+    except RecursionError:  # msgspec's answer to nesting like b"[" * 100000
+        raise HoodyError("Invalid JSON", status=400, detail="nested too deeply") from None
 
 
 def _token_ok(req: falcon.asgi.Request, expected: str) -> bool:
