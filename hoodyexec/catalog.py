@@ -26,7 +26,7 @@ from inotify_simple import INotify, flags, parse_events
 
 from . import compiler
 from .compiler import Script, ScriptLoadError
-from .routes import SKIP_DIRS, Route
+from .routes import Route, is_hidden, skip_name
 
 log = logging.getLogger("hoodyexec.catalog")
 
@@ -117,7 +117,7 @@ class Watcher:
 
     def _add_tree(self, top: str) -> None:
         for dirpath, dirnames, _ in os.walk(top):
-            dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".")]
+            dirnames[:] = [d for d in dirnames if not skip_name(d, folder=True)]
             try:
                 wd = self.inotify.add_watch(dirpath, _WATCH)
             except OSError as exc:  # vanished, or out of watches
@@ -147,7 +147,11 @@ class Watcher:
                     self.dirs.pop(event.wd, None)
                     continue
                 path = os.path.join(base, event.name) if event.name else base
-                if event.mask & flags.ISDIR and event.mask & (flags.CREATE | flags.MOVED_TO):
+                if (
+                    event.mask & flags.ISDIR
+                    and event.mask & (flags.CREATE | flags.MOVED_TO)
+                    and not skip_name(event.name, folder=True)
+                ):
                     self._add_tree(path)
                 out.append((path, event.mask))
             try:
@@ -215,6 +219,8 @@ class Catalog:
         if inst is None:  # not served yet: it will be scanned fresh
             return
         inner = parts[2:]
+        if inner and is_hidden("/".join(inner), folder=is_dir):
+            return  # never routed (the same filter as a scan): nothing to update
         if not inner or is_dir:
             if structural:  # a folder appeared, vanished or moved: anything under it may differ
                 inst.structure_changed()

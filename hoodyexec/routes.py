@@ -4,7 +4,10 @@
 ``api/users/[id].py`` → ``/api/users/{id}``; ``files/[...path].py`` →
 ``/files/{path:path}``; ``docs/[[...slug]].py`` → ``/docs`` and
 ``/docs/{slug:path}``. Names starting with ``_`` (files or folders) are private
-and never routed. Precedence (static > dynamic > catch-all) is the router's.
+and never routed. Names starting with ``.`` (files or folders, and tool folders
+such as ``node_modules``) are hidden: never routed and never listed, whether
+found by a scan or by an inotify event (``is_hidden``). Precedence (static >
+dynamic > catch-all) is the router's.
 """
 
 from __future__ import annotations
@@ -44,11 +47,28 @@ def is_private(rel: str) -> bool:
     return any(part.startswith("_") for part in rel.split("/"))
 
 
+def skip_name(name: str, *, folder: bool = False) -> bool:
+    """A file or folder name the kit never routes nor lists: hidden (``.x``), or a
+    tool folder (``__pycache__``, ``node_modules``...). The one filter behind
+    every scan, listing and inotify update, so they always agree."""
+    return name.startswith(".") or (folder and name in SKIP_DIRS)
+
+
+def is_hidden(rel: str, *, folder: bool = False) -> bool:
+    """``skip_name`` applied to every part of a relative path (``a/.b/c.py``);
+    ``folder`` says the last part is a folder too."""
+    parts = rel.replace("\\", "/").strip("/").split("/")
+    last = len(parts) - 1
+    return any(skip_name(part, folder=folder or i < last) for i, part in enumerate(parts))
+
+
 def route_for(rel: str) -> Route:
     """The route of a script file; raises ``NotRoutable`` with the reason."""
     rel = rel.replace("\\", "/").strip("/")
     if not rel.endswith(".py"):
         raise NotRoutable("only .py files are routes")
+    if is_hidden(rel):
+        raise NotRoutable("hidden: a name starts with . (or is a tool folder such as node_modules)")
     if is_private(rel):
         raise NotRoutable("private: a name starts with _")
     parts = rel[:-3].split("/")

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 from falcon.routing import CompiledRouter
 
-from ..routes import SKIP_DIRS, NotRoutable, Route, route_for
+from ..routes import NotRoutable, Route, is_hidden, route_for, skip_name
 
 log = logging.getLogger("hoodyexec.router")
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(:path)?\}")
@@ -61,10 +61,10 @@ def scan(root: str) -> tuple[list[Route], list[tuple[str, str]]]:
         return routes, skipped
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(
-            d for d in dirnames if d not in SKIP_DIRS and not d.startswith((".", "_"))
+            d for d in dirnames if not skip_name(d, folder=True) and not d.startswith("_")
         )
         for name in sorted(filenames):
-            if not name.endswith(".py") or name.startswith(("_", ".")):
+            if not name.endswith(".py") or skip_name(name) or name.startswith("_"):
                 continue
             rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
             try:
@@ -97,8 +97,12 @@ class RouteTable:
 
     # -- updates ------------------------------------------------------------------
     def add(self, rel: str) -> None:
-        """A .py file appeared (or was replaced): route it if it is new."""
-        if rel in self.files or rel in self._invalid:
+        """A .py file appeared (or was replaced): route it if it is new.
+
+        Hidden files are ignored exactly as ``scan`` ignores them, so a file
+        that appears while the table is live is routed only if a rescan would.
+        """
+        if rel in self.files or rel in self._invalid or is_hidden(rel):
             return
         try:
             route = route_for(rel)
