@@ -13,9 +13,11 @@ with the kit's privileges and state may hold secrets.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 from importlib import resources
+
+from .files import is_temp_name, write_atomic
 
 DIR_MODE = 0o700
 DEFAULT_SUBDOMAIN = "default"
@@ -63,7 +65,28 @@ class Home:
             os.chmod(path, DIR_MODE)
         if first:
             self.seed_examples(self.instance_dir())
+        else:
+            self.remove_stale_temp_files()
         return first
+
+    def remove_stale_temp_files(self) -> list[str]:
+        """Delete what atomic writes killed before their rename left in ``scripts/``.
+
+        Only names ``files.write_atomic`` makes (``.<name>.<8 random>.tmp``) are
+        removed, and symlinked folders are not entered. Run at start, before any
+        worker writes, so no live write's temp file can be taken. Returns the
+        paths removed, relative to ``scripts/``.
+        """
+        removed = []
+        for dirpath, _, filenames in os.walk(self.scripts):
+            for name in filenames:
+                if not is_temp_name(name):
+                    continue
+                path = os.path.join(dirpath, name)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    removed.append(os.path.relpath(path, self.scripts))
+        return removed
 
     @staticmethod
     def seed_examples(target: str) -> list[str]:
@@ -76,11 +99,6 @@ class Home:
             rel = entry.name.replace("__", os.sep)  # "api__users.py" -> "api/users.py"
             dest = os.path.join(target, rel)
             os.makedirs(os.path.dirname(dest), mode=DIR_MODE, exist_ok=True)
-            with entry.open("rb") as src, open(dest + ".tmp", "wb") as dst:
-                shutil.copyfileobj(src, dst)
-                dst.flush()
-                os.fsync(dst.fileno())
-            os.chmod(dest + ".tmp", 0o600)
-            os.replace(dest + ".tmp", dest)
+            write_atomic(dest, entry.read_bytes())  # 0600, and a crash leaves a known temp name
             written.append(rel)
         return written
