@@ -11,7 +11,9 @@ their inotify watch before the next request (see ``docs/scripts.md``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
 import json
 import os
 import re
@@ -23,7 +25,7 @@ from . import compiler, magic
 from .errors import BadRequest, Forbidden, HoodyError, NotFound
 from .files import fsync_dir, write_atomic
 from .home import DEFAULT_EXEC_ID, DEFAULT_SUBDOMAIN, Home
-from .routes import SKIP_DIRS, NotRoutable, route_for
+from .routes import NotRoutable, route_for, skip_name
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 EXCLUDED = "Path is excluded from access"
@@ -41,7 +43,9 @@ class Scope:
     def __init__(self, home: Home, subdomain: str, exec_id: str) -> None:
         for label, value in (("subdomain", subdomain), ("execId", exec_id)):
             if not _NAME.match(value):
-                raise BadRequest(f"invalid {label} {value!r}: letters, digits, '-' and '_' only")
+                raise BadRequest(
+                    f"invalid {label} {value!r}: letters, digits, '-' and '_' only", field=label
+                )
         self.subdomain = subdomain
         self.exec_id = exec_id
         self.root = os.path.join(home.scripts, subdomain, exec_id)
@@ -63,8 +67,11 @@ def pick_scope(
         for source in (query, body):
             for key in keys:
                 value = source.get(key)
-                if value not in (None, ""):
-                    return str(value)
+                if value is None or value == "":
+                    continue
+                if not isinstance(value, str):  # never str(): ``true`` is not an instance "True"
+                    raise BadRequest(f"{key} must be a string, got {_json_type(value)}", field=key)
+                return value
         return None
 
     exec_id = first("execId", "exec_id")
@@ -72,6 +79,25 @@ def pick_scope(
     if exec_id is None and subdomain is None and host_default is not None:
         subdomain, exec_id = host_default
     return Scope(home, subdomain or DEFAULT_SUBDOMAIN, exec_id or DEFAULT_EXEC_ID)
+
+
+def _json_type(value: Any) -> str:
+    names = {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        list: "a list",
+        dict: "an object",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+NAME_MAX = 255  # bytes in one file or folder name (Linux filesystems)
+PATH_MAX = 4096  # bytes in a whole path
+
+
+def _size(name: str) -> int:
+    return len(name.encode("utf-8", "surrogatepass"))
 
 
 def safe_path(scope: Scope, rel: Any, *, allow_root: bool = False) -> tuple[str, str]:
@@ -87,6 +113,11 @@ def safe_path(scope: Scope, rel: Any, *, allow_root: bool = False) -> tuple[str,
         raise Forbidden(EXCLUDED, path=rel)
     norm = "/".join(parts)
     target = os.path.join(scope.root, *parts)
+    # Refused here, not by the OS: its ENAMETOOLONG would name the absolute path.
+    if any(_size(p) > NAME_MAX for p in parts):
+        raise BadRequest(f"a file or folder name is longer than {NAME_MAX} bytes", path=norm)
+    if _size(target) >= PATH_MAX:
+        raise BadRequest(f"the path is longer than {PATH_MAX} bytes", path=norm)
     root_real = os.path.realpath(scope.root)
     # Resolve what exists of the path: a symlink anywhere on it must stay inside.
     probe = target
@@ -151,6 +182,103 @@ def describe(
     return info
 
 
+def unreadable(path: str, exc: OSError) -> str | None:
+    """Why an entry a walk listed a moment ago cannot be read: None when it is simply
+    gone (deleted since: skip it), else a reason that names no path ("broken
+    symlink", or the OS's message)."""
+    if not os.path.lexists(path):
+        return None
+    if os.path.islink(path) and not os.path.exists(path):
+        return "broken symlink"
+    return exc.strerror or type(exc).__name__
+
+
+def describe_listed(scope: Scope, rel: str, **options: Any) -> dict[str, Any] | None:
+    """``describe`` for an entry a walk listed: None when it vanished since; an
+    entry that cannot be read (dangling symlink...) is reported with ``broken``
+    and ``reason`` instead of failing the whole listing."""
+    try:
+        return describe(scope, rel, **options)
+    except OSError as exc:
+        reason = unreadable(os.path.join(scope.root, rel), exc)
+        if reason is None:
+            return None
+        return _broken(rel, reason)
+
+
+def _broken(rel: str, reason: str) -> dict[str, Any]:
+    return {
+        "path": rel,
+        "name": os.path.basename(rel),
+        "type": "script" if rel.endswith(".py") else "file",
+        "route": None,
+        "broken": True,
+        "reason": reason,
+    }
+
+
+def _os_error(exc: OSError, rel: str) -> HoodyError:
+    """An OSError as a client error that names ``rel``, never the absolute path."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENOTEMPTY):
+        return Conflict(f"{rel}: {reason}", path=rel)
+    if exc.errno in (errno.ENOENT, errno.ESTALE):
+        return Conflict(f"{rel}: changed while being written ({reason})", path=rel)
+    if exc.errno in (errno.ENAMETOOLONG, errno.EINVAL, errno.ELOOP, errno.EILSEQ):
+        return BadRequest(f"{rel}: {reason}", path=rel)
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return Forbidden(f"{rel}: {reason}", path=rel)
+    return HoodyError(f"{rel}: {reason}", path=rel)  # ENOSPC, EIO...: still a 500
+
+
+def _make_folders(scope: Scope, folder: str, rel: str) -> list[str]:
+    """Create ``folder`` and its missing parents; returns the ones made (deepest last).
+
+    A file where a folder is needed is a 409 naming the relative path, checked
+    before anything is created.
+    """
+    missing: list[str] = []
+    probe = folder
+    while not os.path.isdir(probe):
+        if os.path.lexists(probe):
+            where = os.path.relpath(probe, scope.root).replace(os.sep, "/")
+            raise Conflict(f"{where} is a file, not a folder", path=rel)
+        missing.append(probe)
+        probe = os.path.dirname(probe)
+    made: list[str] = []
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            if os.path.isdir(path):
+                continue  # a concurrent request made it: theirs, not ours to undo
+            _remove_folders(made)
+            where = os.path.relpath(path, scope.root).replace(os.sep, "/")
+            raise Conflict(f"{where} is a file, not a folder", path=rel) from None
+        except OSError as exc:
+            _remove_folders(made)
+            raise _os_error(exc, rel) from None
+        made.append(path)
+    return made
+
+
+def _inside(target: str, source: str) -> bool:
+    """Would moving ``source`` to ``target`` put a real folder inside itself (symlinks
+    on the way to ``target`` resolved)?"""
+    if not os.path.isdir(source) or os.path.islink(source):
+        return False
+    real_source = os.path.realpath(source)
+    real_parent = os.path.realpath(os.path.dirname(target))
+    return real_parent == real_source or real_parent.startswith(real_source + os.sep)
+
+
+def _remove_folders(made: list[str]) -> None:
+    """Undo ``_make_folders`` after a failure: remove what it made, if still empty."""
+    for path in reversed(made):
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+
+
 def _refuse_reserved(rel: str) -> None:
     """A script whose route would be the kit's own is refused (400)."""
     if not rel.endswith(".py"):
@@ -160,6 +288,16 @@ def _refuse_reserved(rel: str) -> None:
     except NotRoutable as exc:
         if "reserved" in str(exc):
             raise BadRequest(f"{rel} would shadow a reserved path: {exc}", path=rel) from None
+
+
+def _entries(path: str) -> list[os.DirEntry[str]]:
+    """The visible entries of a folder by name; none when it vanished meanwhile."""
+    try:
+        with os.scandir(path) as it:
+            found = [e for e in it if not skip_name(e.name, folder=e.is_dir())]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(found, key=lambda e: e.name)
 
 
 Validator = Callable[[str, str], dict[str, Any]]
@@ -200,26 +338,33 @@ class ScriptStore:
                 raise BadRequest("Invalid JSON", path=rel, detail=str(exc)) from None
             validated = True
         folder = os.path.dirname(target)
+        made: list[str] = []
         if not os.path.isdir(folder):
             if not create_dirs:
+                if os.path.lexists(folder):
+                    raise Conflict(f"the folder of {rel} is a file", path=rel)
                 raise NotFound(f"folder of {rel} does not exist (createDirs is false)", path=rel)
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            safe_path(scope, rel)  # re-check: nothing on the new path may lead outside
-        if os.path.isdir(target):
-            raise BadRequest(f"{rel} is a folder", path=rel)
-        existed = os.path.exists(target)
-        write_atomic(target, content.encode("utf-8"))
+            made = _make_folders(scope, folder, rel)
+        try:
+            if made:
+                safe_path(scope, rel)  # re-check: nothing on the new path may lead outside
+            if os.path.isdir(target):
+                raise BadRequest(f"{rel} is a folder", path=rel)
+            existed = os.path.exists(target)
+            write_atomic(target, content.encode("utf-8"))
+        except BaseException as exc:
+            _remove_folders(made)
+            if isinstance(exc, OSError):
+                raise _os_error(exc, rel) from None
+            raise
+        info = describe_listed(scope, rel, with_magic=False) or {}
         out: dict[str, Any] = {
             "success": True,
             "path": rel,
             "created": not existed,
             "validated": validated,
             **scope.to_dict(),
-            **{
-                k: v
-                for k, v in describe(scope, rel, with_magic=False).items()
-                if k in ("size", "modified", "route")
-            },
+            **{k: v for k, v in info.items() if k in ("size", "modified", "route")},
         }
         if validation is not None:
             out["validation"] = validation
@@ -258,6 +403,10 @@ class ScriptStore:
         if not os.path.lexists(source):
             raise NotFound(f"No such script: {src}", path=src)
         _refuse_reserved(dst)
+        if src == dst:
+            raise BadRequest("from and to are the same path", path=dst)
+        if _inside(target, source):
+            raise BadRequest(f"cannot move the folder {src} into itself ({dst})", path=dst)
         if os.path.lexists(target):
             if not overwrite:
                 raise Conflict(f"{dst} exists (set overwrite to true to replace it)", path=dst)
@@ -265,10 +414,16 @@ class ScriptStore:
                 raise BadRequest(
                     "cannot overwrite a file with a folder or a folder with a file", path=dst
                 )
-            if os.path.isdir(target):
+            if os.path.isdir(target) and not os.path.islink(target):
                 shutil.rmtree(target)
-        os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-        os.replace(source, target)
+        made = _make_folders(scope, os.path.dirname(target), dst)
+        try:
+            os.replace(source, target)
+        except BaseException as exc:
+            _remove_folders(made)
+            if isinstance(exc, OSError):
+                raise _os_error(exc, dst) from None
+            raise
         fsync_dir(os.path.dirname(target))
         fsync_dir(os.path.dirname(source))
         return {
@@ -306,7 +461,9 @@ class ScriptStore:
             for rel in self.walk(scope, base, recursive):
                 if filter and filter.lower() not in rel.lower():
                     continue
-                info = describe(scope, rel, with_magic=needs_magic)
+                info = describe_listed(scope, rel, with_magic=needs_magic)
+                if info is None:  # deleted since the walk listed it
+                    continue
                 if label is not None and info.get("label") != label:
                     continue
                 if tags and not set(tags) <= set(info.get("tags") or []):
@@ -319,7 +476,7 @@ class ScriptStore:
                     continue
                 if not include_comments:
                     info.pop("magicComments", None)
-                if not metadata:
+                if not metadata and not info.get("broken"):
                     info = {
                         k: v
                         for k, v in info.items()
@@ -336,13 +493,14 @@ class ScriptStore:
         }
 
     def walk(self, scope: Scope, base: str, recursive: bool) -> list[str]:
+        """Relative paths of the files under ``base``, hidden names left out (the
+        router's filter). Folders that vanish meanwhile are skipped by ``os.walk``;
+        files that do are the caller's to skip (see ``describe_listed``)."""
         out = []
         for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(
-                d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".")
-            )
+            dirnames[:] = sorted(d for d in dirnames if not skip_name(d, folder=True))
             for name in sorted(filenames):
-                if name.startswith(".") or ".tmp-" in name:
+                if skip_name(name):
                     continue
                 out.append(
                     os.path.relpath(os.path.join(dirpath, name), scope.root).replace(os.sep, "/")
@@ -364,68 +522,75 @@ class ScriptStore:
             raise NotFound(f"No such folder: {base_dir or '/'}", path=base_dir)
         max_depth = max(0, min(int(max_depth), 64))
 
-        def node(path: str, rel: str, depth: int) -> dict[str, Any]:
-            if os.path.isdir(path):
-                item: dict[str, Any] = {
-                    "name": os.path.basename(path) or scope.exec_id,
-                    "path": rel,
-                    "type": "directory",
-                }
-                if depth < max_depth:
-                    children = []
-                    for name in sorted(os.listdir(path)):
-                        if name.startswith(".") or name in SKIP_DIRS:
-                            continue
-                        children.append(
-                            node(os.path.join(path, name), f"{rel}/{name}".lstrip("/"), depth + 1)
-                        )
-                    item["children"] = children
-                else:
-                    item["truncated"] = True
+        def folder(path: str, rel: str, depth: int) -> dict[str, Any]:
+            item: dict[str, Any] = {
+                "name": os.path.basename(path) or scope.exec_id,
+                "path": rel,
+                "type": "directory",
+            }
+            if depth >= max_depth:
+                item["truncated"] = True
                 return item
+            children = []
+            for entry in _entries(path):
+                child_rel = f"{rel}/{entry.name}".lstrip("/")
+                child = node(entry, child_rel, depth + 1)
+                if child is not None:
+                    children.append(child)
+            item["children"] = children
+            return item
+
+        def node(entry: os.DirEntry[str], rel: str, depth: int) -> dict[str, Any] | None:
+            if entry.is_dir(follow_symlinks=False):
+                return folder(entry.path, rel, depth)
+            if entry.is_symlink() and entry.is_dir():
+                # like the router's scan and scripts/list: a linked folder is not entered
+                return {"name": entry.name, "path": rel, "type": "directory", "symlink": True}
             if include_metadata:
-                return {**describe(scope, rel), "type": "file"}
-            return {"name": os.path.basename(path), "path": rel, "type": "file"}
+                info = describe_listed(scope, rel)
+                return None if info is None else {**info, "type": "file"}
+            if entry.is_symlink() and not os.path.exists(entry.path):
+                return {**_broken(rel, "broken symlink"), "type": "file"}
+            return {"name": entry.name, "path": rel, "type": "file"}
 
         return {
             "success": True,
             **scope.to_dict(),
             "baseDir": base_dir,
             "maxDepth": max_depth,
-            "tree": node(base, base_dir, 0),
+            "tree": folder(base, base_dir, 0),
         }
 
     def exec_ids(self) -> dict[str, Any]:
         """Every ``<subdomain>/<execId>`` with its script counts."""
         out = []
         root = self.home.scripts
-        if os.path.isdir(root):
-            for sub in sorted(os.listdir(root)):
-                subdir = os.path.join(root, sub)
-                if not os.path.isdir(subdir) or not _NAME.match(sub):
+        for sub_entry in _entries(root):
+            sub = sub_entry.name
+            if not sub_entry.is_dir() or not _NAME.match(sub):
+                continue
+            for eid_entry in _entries(sub_entry.path):
+                eid, folder = eid_entry.name, eid_entry.path
+                if not eid_entry.is_dir() or not _NAME.match(eid):
                     continue
-                for eid in sorted(os.listdir(subdir)):
-                    folder = os.path.join(subdir, eid)
-                    if not os.path.isdir(folder) or not _NAME.match(eid):
-                        continue
-                    scope = Scope(self.home, sub, eid)
-                    files = self.walk(scope, folder, True)
-                    py = [f for f in files if f.endswith(".py")]
-                    routable = 0
-                    for f in py:
-                        try:
-                            route_for(f)
-                            routable += 1
-                        except NotRoutable:
-                            pass
-                    out.append(
-                        {
-                            "subdomain": sub,
-                            "execId": eid,
-                            "id": f"{sub}/{eid}",
-                            "scripts": len(py),
-                            "routes": routable,
-                            "files": len(files),
-                        }
-                    )
+                scope = Scope(self.home, sub, eid)
+                files = self.walk(scope, folder, True)
+                py = [f for f in files if f.endswith(".py")]
+                routable = 0
+                for f in py:
+                    try:
+                        route_for(f)
+                        routable += 1
+                    except NotRoutable:
+                        pass
+                out.append(
+                    {
+                        "subdomain": sub,
+                        "execId": eid,
+                        "id": f"{sub}/{eid}",
+                        "scripts": len(py),
+                        "routes": routable,
+                        "files": len(files),
+                    }
+                )
         return {"success": True, "execIds": out, "count": len(out)}

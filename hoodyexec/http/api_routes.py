@@ -7,6 +7,7 @@ fresh through inotify), with ``metadata.trigger == "test"``.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from typing import Any
@@ -21,6 +22,7 @@ from ..catalog import Catalog
 from ..errors import BadRequest
 from ..executor import Executor
 from ..home import Home
+from ..scriptstore import describe_listed, unreadable
 from ..shared import SharedStore
 from . import errors
 from .api_scripts import ScriptsAPI, flag, json_body, need
@@ -41,6 +43,21 @@ def _route_info(route: Any) -> dict[str, Any]:
         "params": list(route.params),
         "templates": list(route.templates),
     }
+
+
+def _file_state(scope: Any, rel: str, with_meta: bool) -> dict[str, Any] | None:
+    """A discovered route's file: its metadata (``with_meta``), ``{}`` when it is
+    fine, ``{"broken": True, "reason": ...}`` when it cannot be read (a dangling
+    symlink), None when it was deleted since the scan."""
+    if with_meta:
+        return describe_listed(scope, rel)
+    path = os.path.join(scope.root, rel)
+    try:
+        os.stat(path)
+    except OSError as exc:
+        reason = unreadable(path, exc)
+        return None if reason is None else {"broken": True, "reason": reason}
+    return {}
 
 
 class RoutesAPI:
@@ -72,14 +89,17 @@ class RoutesAPI:
         for route in sorted(table.files.values(), key=lambda r: r.route):
             if base and not (route.file == base or route.file.startswith(base + "/")):
                 continue
+            meta = _file_state(scope, route.file, with_meta)
+            if meta is None:  # deleted since the scan listed it
+                continue
             item = _route_info(route)
-            item["active"] = route.file not in skipped
+            item["active"] = route.file not in skipped and not meta.get("broken")
             if route.file in skipped:
                 item["reason"] = skipped[route.file]
-            if with_meta:
-                from ..scriptstore import describe
-
-                meta = describe(scope, route.file)
+            if meta.get("broken"):
+                item["broken"] = True
+                item["reason"] = meta["reason"]
+            elif with_meta:
                 item.update(
                     {
                         k: meta.get(k)
