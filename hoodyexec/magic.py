@@ -10,6 +10,7 @@ errors that name the line. ``SCHEMA`` is the table served by
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -267,14 +268,89 @@ def parse(source: str, *, default_timeout: int = 30000) -> tuple[Magic, list[Mag
 
 
 # -- rewriting the leading block ------------------------------------------------------
-def _format(name: str, value: Any) -> str:
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+
+
+def unsafe_char(text: str) -> str | None:
+    """The first character of ``text`` that must not be written into a comment line.
+
+    That is every control character (C0, DEL, C1: tab, form feed, vertical tab,
+    ``\x1c``-``\x1e``, ``\x85`` included) and the line and paragraph separators
+    U+2028/U+2029: together a superset of what ``str.splitlines()`` splits on, so
+    a checked value can never end its comment and start a line of code. The
+    one check used by everything that writes magic comments (``rewrite`` and
+    template comment placeholders).
+    """
+    for ch in text:
+        if unicodedata.category(ch) in _UNSAFE_CATEGORIES:
+            return ch
+    return None
+
+
+class UnsafeText(ValueError):
+    """A magic-comment name or value holding a line break or control character."""
+
+    def __init__(self, name: str | None, char: str) -> None:
+        where = f"@{name}" if name else "magic comment name"
+        super().__init__(
+            f"{where}: line breaks and control characters are not allowed (found {char!r})"
+        )
+        self.name = name
+
+
+def _format_value(value: Any) -> str:
     if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, list | tuple):
-        text = ", ".join(str(v) for v in value)
-    else:
-        text = str(value)
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _format(name: str, value: Any) -> str:
+    text = _format_value(value)
+    bad = unsafe_char(text)
+    if bad is not None:
+        raise UnsafeText(name, bad)
     return f"# @{name} {text}".rstrip()
+
+
+def _checked_line(line: str) -> str:
+    """One line of the string form, stripped; its name and value must be safe (what
+    ``_LINE`` lets stand around them is whitespace, harmless once ``splitlines`` has
+    cut the line)."""
+    m = _LINE.match(line)
+    if not m:
+        raise ValueError(f"not a magic comment line: {line!r}")
+    bad = unsafe_char(m.group(1) + " " + (m.group(2) or ""))
+    if bad is not None:
+        raise UnsafeText(m.group(1).lower(), bad)
+    return line.strip()
+
+
+def _checked_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise ValueError(f"magic comment names are strings, got {name!r}")
+    bad = unsafe_char(name)
+    if bad is not None:
+        raise UnsafeText(None, bad)
+    name = name.lower().lstrip("@")
+    if name not in _TABLE:
+        raise ValueError(f"unknown magic comment @{name}")
+    return name
+
+
+def check_comments(comments: dict[str, Any] | str) -> None:
+    """Raise ValueError (``UnsafeText`` for line breaks) unless ``rewrite`` can render
+    ``comments``; lets a caller refuse a request before touching any file."""
+    if isinstance(comments, str):
+        for line in comments.splitlines():
+            if line.strip():
+                _checked_line(line)
+        return
+    for name, value in comments.items():
+        name = _checked_name(name)
+        if value is not None:
+            _format(name, value)
 
 
 def rewrite(source: str, comments: dict[str, Any] | str) -> str:
@@ -296,10 +372,7 @@ def rewrite(source: str, comments: dict[str, Any] | str) -> str:
             existing.setdefault(m.group(1).lower(), index)
     newline = "\n"
     if isinstance(comments, str):
-        wanted = [ln.strip() for ln in comments.splitlines() if ln.strip()]
-        for ln in wanted:
-            if not _LINE.match(ln):
-                raise ValueError(f"not a magic comment line: {ln!r}")
+        wanted = [_checked_line(ln) for ln in comments.splitlines() if ln.strip()]
         kept = [ln for i, ln in enumerate(head) if i not in existing.values()]
         insert_at = _insert_point(kept)
         new_head = kept[:insert_at] + [ln + newline for ln in wanted] + kept[insert_at:]
@@ -307,9 +380,7 @@ def rewrite(source: str, comments: dict[str, Any] | str) -> str:
         new_head = list(head)
         appended: list[str] = []
         for name, value in comments.items():
-            name = name.lower().lstrip("@")
-            if name not in _TABLE:
-                raise ValueError(f"unknown magic comment @{name}")
+            name = _checked_name(name)
             if name in existing:
                 idx = existing[name]
                 new_head[idx] = None if value is None else _format(name, value) + newline  # type: ignore[call-overload]

@@ -33,7 +33,6 @@ import re
 import secrets
 import threading
 import tokenize
-import unicodedata
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -251,7 +250,7 @@ def _comment_text(name: str, value: Any) -> str:
             f"variable {name!r} is used in a comment: only a string, number or boolean fits there",
             variable=name,
         )
-    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value):
+    if magic_mod.unsafe_char(value) is not None:
         raise TemplateInvalid(
             f"variable {name!r} is used in a comment: line breaks and control characters "
             "are not allowed there",

@@ -12,32 +12,54 @@ import msgspec
 from .. import magic
 from ..errors import BadRequest, NotFound
 from ..files import write_atomic
-from ..scriptstore import ScriptStore, safe_path
+from ..scriptstore import ScriptStore, safe_path, unreadable
 from . import errors
 from .api_scripts import ScriptsAPI, flag, json_body, need
 
 
+def _refused(exc: ValueError) -> BadRequest:
+    """A 400 naming the culprit: ``comments.<name>`` for an unsafe value, else ``comments``."""
+    name = exc.name if isinstance(exc, magic.UnsafeText) else None
+    return BadRequest(str(exc), field=f"comments.{name}" if name else "comments")
+
+
 def _comments(body: dict[str, Any]) -> dict[str, Any] | str:
+    """The ``comments`` field, checked in full before any file is read or written."""
     comments = body.get("comments")
-    if isinstance(comments, dict | str):
-        return comments
-    raise BadRequest(
-        "comments must be an object of name → value (null removes) or a string of '# @name value' lines",
-        field="comments",
-    )
+    if not isinstance(comments, dict | str):
+        raise BadRequest(
+            "comments must be an object of name → value (null removes) or a string of '# @name value' lines",
+            field="comments",
+        )
+    try:
+        magic.check_comments(comments)
+    except ValueError as exc:
+        raise _refused(exc) from None
+    return comments
 
 
 def _apply(source: str, comments: dict[str, Any] | str) -> tuple[str, dict[str, Any]]:
     try:
         new = magic.rewrite(source, comments)
     except ValueError as exc:
-        raise BadRequest(str(exc), field="comments") from None
+        raise _refused(exc) from None
     parsed, problems = magic.parse(new)
     if problems:
         raise BadRequest(
             f"Invalid magic comment: {problems[0]}", problems=[str(p) for p in problems]
         )
     return new, parsed.raw
+
+
+def _read(target: str, rel: str, **open_args: Any) -> str:
+    """The script's text; 404 when it is not a file (or vanished since it was checked)."""
+    try:
+        if os.path.isfile(target):
+            with open(target, **open_args) as fh:
+                return fh.read()
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    raise NotFound(f"No such script: {rel}", path=rel)
 
 
 class MagicAPI:
@@ -60,10 +82,7 @@ class MagicAPI:
         if not path:
             raise BadRequest("path query parameter is required", field="path")
         target, rel = safe_path(self.scripts.scope(req), path)
-        if not os.path.isfile(target):
-            raise NotFound(f"No such script: {rel}", path=rel)
-        with open(target, encoding="utf-8", errors="replace") as fh:
-            source = fh.read()
+        source = _read(target, rel, encoding="utf-8", errors="replace")
         parsed, problems = magic.parse(source)
         values = {k: v for k, v in msgspec.to_builtins(parsed).items() if k not in ("raw", "lines")}
         errors.json_response(
@@ -82,11 +101,9 @@ class MagicAPI:
     async def on_put_update(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req)
         target, rel = safe_path(self.scripts.scope(req, body), need(body, "path"))
-        if not os.path.isfile(target):
-            raise NotFound(f"No such script: {rel}", path=rel)
-        with open(target, encoding="utf-8") as fh:
-            source = fh.read()
-        new, parsed = _apply(source, _comments(body))
+        comments = _comments(body)
+        source = _read(target, rel, encoding="utf-8")
+        new, parsed = _apply(source, comments)
         dry = flag(body.get("dry_run"), "dry_run", False)
         if not dry and new != source:
             write_atomic(target, new.encode("utf-8"))
@@ -124,15 +141,26 @@ class MagicAPI:
             if not rel.endswith(extension):
                 continue
             path = os.path.join(scope.root, rel)
-            with open(path, encoding="utf-8", errors="replace") as fh:
-                source = fh.read()
+            try:
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    source = fh.read()
+            except OSError as exc:
+                reason = unreadable(path, exc)
+                if reason is not None:  # None: deleted since the walk listed it
+                    results.append(
+                        {"path": rel, "success": True, "changed": False, "skipped": reason}
+                    )
+                continue
             try:
                 new, parsed = _apply(source, comments)
             except BadRequest as exc:
                 results.append({"path": rel, "success": False, "error": exc.message})
                 continue
             if not dry and new != source:
-                write_atomic(path, new.encode("utf-8"))
+                try:
+                    write_atomic(path, new.encode("utf-8"))
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # its folder was deleted meanwhile: nothing to update
             results.append(
                 {"path": rel, "success": True, "changed": new != source, "magicComments": parsed}
             )
