@@ -372,28 +372,40 @@ class ScriptStore:
 
     def read(self, scope: Scope, rel: Any) -> dict[str, Any]:
         target, rel = safe_path(scope, rel)
-        if not os.path.isfile(target):
-            raise NotFound(f"No such script: {rel}", path=rel)
         try:
+            if not os.path.isfile(target):
+                raise FileNotFoundError
             info = describe(scope, rel, with_source=True)
+            if "content" not in info:
+                with open(target, encoding="utf-8", errors="replace") as fh:
+                    info["content"] = fh.read()
+        except (FileNotFoundError, NotADirectoryError):  # also: deleted while being read
+            raise NotFound(f"No such script: {rel}", path=rel) from None
         except UnicodeDecodeError:
             raise BadRequest(f"{rel} is not UTF-8 text", path=rel) from None
-        if "content" not in info:
-            with open(target, encoding="utf-8", errors="replace") as fh:
-                info["content"] = fh.read()
+        except OSError as exc:
+            raise _os_error(exc, rel) from None
         info.setdefault("magicComments", {})
         return {"success": True, **scope.to_dict(), **info}
 
     def delete(self, scope: Scope, rel: Any) -> dict[str, Any]:
         target, rel = safe_path(scope, rel)
-        if os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target)
-            kind = "folder"
-        elif os.path.lexists(target):
-            os.unlink(target)
-            kind = "file"
-        else:
-            raise NotFound(f"No such script: {rel}", path=rel)
+        try:
+            if os.path.isdir(target) and not os.path.islink(target):
+                # entries deleted meanwhile are fine; whatever else stays is reported
+                shutil.rmtree(target, ignore_errors=True)
+                if os.path.lexists(target):
+                    raise Conflict(f"{rel}: some entries could not be deleted", path=rel)
+                kind = "folder"
+            elif os.path.lexists(target):
+                os.unlink(target)
+                kind = "file"
+            else:
+                raise FileNotFoundError
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"No such script: {rel}", path=rel) from None
+        except OSError as exc:
+            raise _os_error(exc, rel) from None
         fsync_dir(os.path.dirname(target))
         return {"success": True, "deleted": rel, "type": kind, **scope.to_dict()}
 

@@ -235,6 +235,18 @@ def test_files_vanishing_during_the_walk_are_skipped(api, monkeypatch):
         assert "gonedir/c.py" not in r.text, r.json
 
 
+def test_read_of_a_file_deleted_meanwhile_is_404(api, monkeypatch):
+    for check in ("isfile", "describe"):
+        _write(api, "gone.py")
+        with monkeypatch.context() as m:
+            if check == "describe":  # passes the isfile check, gone by the stat
+                m.setattr(os.path, "isfile", lambda path: True)
+            _vanish_names(m)
+            r = api.simulate_get(B + "read", params={"path": "gone.py"})
+        assert r.status_code == 404, r.json
+        _no_machine_path(api, r)
+
+
 def _vanish_names(m: pytest.MonkeyPatch) -> None:
     """Names starting with ``gone`` are deleted the moment anything stats, lists or
     opens them: between the walk's listing and the next look, as a concurrent
