@@ -68,4 +68,5 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
         on_query={"scripts": status},
         on_startup=[start],
         on_shutdown=[shared.close],
+        token=settings.token,
     )

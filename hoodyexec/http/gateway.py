@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any
 
 import falcon
@@ -22,33 +22,46 @@ from .. import link
 from ..errors import HoodyError
 from ..protocol import HttpRequest
 from . import errors
+from .auth import TokenCheck
 
 log = logging.getLogger("hoodyexec.gateway")
 
-MANAGEMENT_PREFIX = "/api/v1/exec"
 MANAGEMENT_BODY_LIMIT = 32 * 1024 * 1024
 _HOP_BY_HOP = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
 
 
 class Forwarder:
-    """Sends one management request to the control worker and relays the answer."""
+    """Sends one management request to the control worker and relays the answer.
 
-    __slots__ = ("socket_path", "pid", "connect_timeout")
+    Everything that can refuse a request without its body does so before the
+    body is read: the token (the control worker checks it again, it is the
+    authority) and a declared Content-Length over the limit. A body without a
+    length (chunked) is counted as it arrives and refused as soon as it passes
+    the limit, so a worker never holds more than the limit for one request.
+    """
 
-    def __init__(self, socket_path: str, pid: int, connect_timeout: float = 5.0) -> None:
+    __slots__ = ("socket_path", "pid", "connect_timeout", "auth")
+
+    def __init__(
+        self,
+        socket_path: str,
+        pid: int,
+        connect_timeout: float = 5.0,
+        token: str | None = None,
+    ) -> None:
         self.socket_path = socket_path
         self.pid = pid
         self.connect_timeout = connect_timeout
+        self.auth = TokenCheck(token)
 
     async def __call__(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: Any
     ) -> None:
+        self.auth.check(req.path, req.get_header("Authorization"))
         length = req.content_length
         if length is not None and length > MANAGEMENT_BODY_LIMIT:
-            raise HoodyError(f"request body over {MANAGEMENT_BODY_LIMIT} bytes", status=413)
-        body = await req.stream.read()
-        if len(body) > MANAGEMENT_BODY_LIMIT:
-            raise HoodyError(f"request body over {MANAGEMENT_BODY_LIMIT} bytes", status=413)
+            raise _too_large()
+        body = await _read_body(req.stream, MANAGEMENT_BODY_LIMIT)
         scope = req.scope
         request = HttpRequest(
             method=req.method,
@@ -64,7 +77,11 @@ class Forwarder:
             server=tuple(scope["server"]) if scope.get("server") else None,
             worker_pid=self.pid,
         )
-        answer = await link.forward(self.socket_path, request, connect_timeout=self.connect_timeout)
+        answer = await _unless_client_leaves(
+            req, link.forward(self.socket_path, request, connect_timeout=self.connect_timeout)
+        )
+        if answer is None:  # the client left: the control worker was told (connection closed)
+            return
         resp.status = answer.start.status
         for key, value in answer.start.headers:
             if key.lower() in _HOP_BY_HOP:
@@ -74,6 +91,54 @@ class Forwarder:
             resp.data = answer.first
         else:
             resp.stream = _chain(answer.first, answer.rest)
+
+
+def _too_large() -> HoodyError:
+    return HoodyError(f"request body over {MANAGEMENT_BODY_LIMIT} bytes", status=413)
+
+
+async def _read_body(stream: Any, limit: int) -> bytes:
+    """The whole body, or 413 as soon as more than ``limit`` bytes arrived."""
+    chunks = []
+    size = 0
+    async for chunk in stream:
+        size += len(chunk)
+        if size > limit:
+            raise _too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _unless_client_leaves(
+    req: falcon.asgi.Request, call: Coroutine[Any, Any, link.Forwarded]
+) -> link.Forwarded | None:
+    """Wait for the control worker's answer, or for the client to leave.
+
+    falcon only notices a disconnect while it streams a body; a management call
+    that computes for long (route/test) would run on after its client left.
+    Once the body is read nobody else calls ``receive``, so the next ASGI event
+    can only be ``http.disconnect``; when it comes first the forward is
+    cancelled, which closes its connection and the control worker stops the call.
+    """
+    receive = getattr(req, "_receive", None)  # falcon keeps the ASGI receive callable
+    answer = asyncio.ensure_future(call)
+    if receive is None:
+        return await answer
+
+    async def gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({answer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not answer.done():
+            answer.cancel()
+    if answer.cancelled():
+        return None
+    return answer.result()
 
 
 async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -103,6 +168,31 @@ class Lifespan:
             result = fn()
             if asyncio.iscoroutine(result):
                 await result
+
+
+class WebSocketRefused(Exception):
+    """Ends falcon's handling of a handshake that was refused (see ``NoWebSockets``)."""
+
+
+class NoWebSockets:
+    """Falcon middleware: refuse every WebSocket handshake, none is served yet.
+
+    Without it falcon routes the handshake to the sinks, which are HTTP
+    handlers, and the client gets a 500. Closing before accepting is the ASGI
+    way to refuse: the server answers the handshake with HTTP 403 (gunicorn has
+    no ``websocket.http.response`` extension, so no body). Only
+    ``process_request_ws``: HTTP requests never reach this class.
+    """
+
+    async def process_request_ws(self, req: falcon.asgi.Request, ws: Any) -> None:
+        await ws.close(1008)  # before accept: HTTP 403, this code never goes out
+        raise WebSocketRefused
+
+
+async def _websocket_refused(
+    req: Any, resp: Any, ex: WebSocketRefused, params: Any, ws: Any = None
+) -> None:
+    """Already answered by ``NoWebSockets``: nothing to log, nothing to send."""
 
 
 async def _no_script(req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: Any) -> None:
@@ -135,11 +225,14 @@ def create_gateway(
     on_query: Mapping[str, Callable[[dict[str, Any]], Any]] | None = None,
     on_startup: list[Callable[[], Any]] | None = None,
     on_shutdown: list[Callable[[], Any]] | None = None,
+    token: str | None = None,
 ) -> falcon.asgi.App:
     """Build the request worker app.
 
     ``scripts`` is the sink that runs scripts (``ScriptsSink``); without it every
     non-management path is a 404. ``link_client=False`` for in-process tests.
+    ``token`` is the management token (``settings.token``), checked here before
+    a management request's body is read.
     """
     pid = os.getpid() if pid is None else pid
     started = time.time()
@@ -154,12 +247,14 @@ def create_gateway(
         shutdown.insert(0, client.close)
 
     app = falcon.asgi.App(
-        middleware=[Lifespan(startup, shutdown)], request_type=falcon.asgi.Request
+        middleware=[Lifespan(startup, shutdown), NoWebSockets()],
+        request_type=falcon.asgi.Request,
     )
     app.req_options.strip_url_path_trailing_slash = False
     app.req_options.auto_parse_qs_csv = False
     errors.install(app)
-    forward = Forwarder(socket_path, pid, connect_timeout)
+    app.add_error_handler(WebSocketRefused, _websocket_refused)
+    forward = Forwarder(socket_path, pid, connect_timeout, token)
     app.add_sink(forward, prefix=r"/api/v1/exec(/|$)")
     app.add_sink(forward, prefix=r"/openapi\.(json|yaml)$")
     app.add_sink(scripts or _no_script, prefix=r"/(?!api/v1/exec(/|$)|openapi\.(json|yaml)$)")

@@ -7,7 +7,6 @@ this version does not serve yet answer 501 with a clear message.
 
 from __future__ import annotations
 
-import hmac
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -18,14 +17,14 @@ import falcon.asgi
 import msgspec
 
 from .. import __version__
-from ..errors import BadRequest, MethodNotAllowed, NotFound, NotImplementedYet, Unauthorized
+from ..errors import BadRequest, MethodNotAllowed, NotFound, NotImplementedYet
 from ..home import Home
 from ..reference import ENDPOINTS
 from ..scriptstore import ScriptStore
 from ..shared import SharedStore
-from . import errors
+from . import auth, errors
 
-HEALTH_PATH = "/api/v1/exec/health"
+HEALTH_PATH = auth.HEALTH_PATH
 
 WorkerPids = Callable[[], Awaitable[list[int]]]
 
@@ -34,20 +33,10 @@ class TokenAuth:
     """With a token configured, every management call but health needs it."""
 
     def __init__(self, token: str | None) -> None:
-        self.token = token.encode() if token else None
+        self.check = auth.TokenCheck(token)
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        # SPEC §5: every /api/v1/exec/* call but health; the OpenAPI document is public.
-        if self.token is None or req.path == HEALTH_PATH or not req.path.startswith("/api/v1/exec"):
-            return
-        header = req.get_header("Authorization") or ""
-        scheme, _, credential = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            credential.strip().encode(), self.token
-        ):
-            raise Unauthorized(
-                "missing or invalid management token (Authorization: Bearer <token>)"
-            )
+        self.check.check(req.path, req.get_header("Authorization"))
 
 
 class Health:
