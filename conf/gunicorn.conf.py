@@ -7,10 +7,13 @@
 # hoodyexec.yaml, HOODYEXEC_* variables or flags instead.
 # Any gunicorn setting may be added (see gunicorn's settings reference).
 
-worker_class = "asgi"  # gunicorn's native asyncio ASGI worker: required
+# The worker class is set by hoodyexec itself: workers.asgi.HoodyASGIWorker,
+# gunicorn's native asyncio ASGI worker plus a request-head timeout and bounded
+# request bodies (the value below is the base it extends; it cannot be changed).
+worker_class = "asgi"
 asgi_lifespan = "on"  # the request worker links to the control worker on startup
 asgi_loop = "auto"  # uvloop when installed (it is a dependency), else asyncio
-keepalive = 5
+keepalive = 5  # seconds a kept-alive connection may idle (capped at header-timeout)
 backlog = 2048
 errorlog = "-"
 capture_output = False

@@ -66,6 +66,14 @@ class Settings(msgspec.Struct, rename="kebab", forbid_unknown_fields=True, kw_on
             description="Seconds a silent worker may go before the master restarts it (0 = never).",
         ),
     ] = 30
+    header_timeout: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            description="Seconds a client gets to send a complete request head, from connect or "
+            "from the end of the previous response (0 = no limit).",
+        ),
+    ] = 10
     worker_connections: Annotated[
         int, msgspec.Meta(ge=1, description="Maximum simultaneous connections per request worker.")
     ] = 1000

@@ -38,7 +38,7 @@ def test_application_maps_settings_onto_gunicorn(tmp_path):
     )
     app = HoodyApplication(settings)
     cfg = app.cfg
-    assert cfg.worker_class_str == "asgi"
+    assert cfg.worker_class_str == "workers.asgi.HoodyASGIWorker"
     assert cfg.workers == 3 and cfg.graceful_timeout == 7
     assert cfg.bind == ["127.0.0.1:8080"]
     assert cfg.pidfile == str(tmp_path / "run" / "hoodyexec.pid")

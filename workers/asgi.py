@@ -1,0 +1,144 @@
+"""The request worker's server: gunicorn's ``asgi`` worker, with what its
+HTTP/1 protocol (gunicorn 27) lacks against slow or lying clients.
+
+- **Header timeout.** gunicorn arms its keepalive timer only from the second
+  request on and has no timer for the request head: a socket that connects and
+  sends nothing, or trickles its head, stays open as long as the client likes.
+  Here the first head is due ``header-timeout`` seconds after connect. gunicorn
+  runs its keepalive timer from the end of a response until the next head is
+  complete, so capping keepalive at ``header-timeout`` gives every later head
+  the same bound, with no timer of our own per request.
+- **The first body message at once.** gunicorn hands the app its first
+  ``http.request`` message only when body bytes arrive, and falcon awaits that
+  message before routing: a request declaring a body it never sends
+  (``Content-Length: 20000000000``) never reached the code that refuses it
+  with 413. A request with a body now gets an empty first message at once
+  (``more_body`` true, valid ASGI); the app then reads or refuses the body.
+  With ``Expect: 100-continue`` this also means a refused body is never asked
+  for.
+
+- **A body that stalls or trickles is refused, not truncated.** gunicorn bounds
+  each wait for body bytes by ``cfg.timeout`` (our ``timeout``), so a body that
+  stops arriving ends there, but a byte now and then restarts the wait for
+  ever. And it then tells the app ``http.disconnect``, which falcon reads as
+  the end of the body: a script ran with the part that had arrived. Here a
+  body must arrive within ``timeout`` seconds of the head plus one second per
+  ``MIN_BODY_RATE`` bytes received (a slow but real upload keeps extending
+  its deadline, a trickle does not; the stall bound is unchanged). A body that
+  misses it closes the connection; a body cut by the client going away ends
+  the request likewise. Either way the app's task is cancelled inside its
+  ``receive()`` (as gunicorn itself does to a request whose client left), so
+  no handler runs on a truncated body.
+
+gunicorn has no hook for its protocol class: its worker builds
+``ASGIProtocol(self)`` by module-level name, which the worker rebinds in its own
+process (after fork) to ``HoodyProtocol``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from gunicorn.asgi.protocol import ASGIProtocol, BodyReceiver
+from gunicorn.workers import gasgi
+from gunicorn.workers.gasgi import ASGIWorker
+
+_EMPTY_MORE = {"type": "http.request", "body": b"", "more_body": True}
+
+# Bytes per second a request body must average, after ``timeout`` seconds of grace.
+MIN_BODY_RATE = 1024
+
+
+class PromptBodyReceiver(BodyReceiver):
+    """gunicorn's body receiver: the first ``receive()`` never waits for bytes,
+    and a body that misses its deadline or is cut short never looks complete."""
+
+    __slots__ = ("_prompted", "_deadline", "_received")
+
+    def __init__(self, request: Any, protocol: Any) -> None:
+        super().__init__(request, protocol)
+        self._prompted = False
+        self._deadline = protocol.worker.loop.time() + (protocol.cfg.timeout or 30)
+        self._received = 0
+
+    async def receive(self) -> dict[str, Any]:
+        if not self._prompted:
+            self._prompted = True
+            if not self._chunks and not self._complete and not self._disconnected:
+                return dict(_EMPTY_MORE)
+        message = await super().receive()
+        if message["type"] == "http.request":
+            self._received += len(message["body"])
+        elif not self._complete:
+            self._abandon()
+        return message
+
+    def _abandon(self) -> None:
+        """The body will never be whole: close the connection and end the app's
+        request instead of handing it a truncated body as if it were complete.
+
+        No 408: the app may already be answering (falcon reads on while it
+        streams server-sent events), and bytes written now could land inside
+        that answer."""
+        self.protocol._close_transport()
+        raise asyncio.CancelledError("request body incomplete")
+
+    async def _wait_for_data(self) -> None:
+        """gunicorn's wait, also bounded by the body's deadline."""
+        if self._chunks or self._complete or self._disconnected:
+            return
+        loop = self.protocol.worker.loop
+        left = self._deadline + self._received / MIN_BODY_RATE - loop.time()
+        wait = min(self.protocol.cfg.timeout or 30, left)
+        if wait <= 0:
+            self._body_wait_expired = True
+            return
+        self._waiter = loop.create_future()
+        try:
+            await asyncio.wait_for(self._waiter, wait)
+        except TimeoutError:
+            self._body_wait_expired = True
+        finally:
+            self._waiter = None
+
+
+class HoodyProtocol(ASGIProtocol):
+    """gunicorn's ASGI protocol with a header timeout and a prompt first body message."""
+
+    def __init__(self, worker: Any) -> None:
+        super().__init__(worker)
+        head = worker.header_timeout
+        if head and self._keepalive:
+            # gunicorn's keepalive timer runs from the end of a response until
+            # the next head is complete: capped, it is that head's timeout.
+            self._keepalive = min(self._keepalive, head)
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        head = self.worker.header_timeout
+        # HTTP/1 only (h2c sniffing, TLS h2 and uwsgi have no callback parser yet).
+        if head and self._callback_parser is not None and self._keepalive_handle is None:
+            # The first head: gunicorn cancels this handle like its keepalive
+            # timer once a head is complete; when it fires, the connection closes.
+            self._keepalive_handle = self.worker.loop.call_later(head, self._keepalive_timeout)
+
+    def _on_headers_complete(self) -> Any:
+        skip = super()._on_headers_complete()
+        request = self._current_request
+        # PERF: requests without a body keep gunicorn's receiver as it is.
+        if request.content_length or request.chunked:
+            self._body_receiver = PromptBodyReceiver(request, self)
+        return skip
+
+
+class HoodyASGIWorker(ASGIWorker):
+    """gunicorn's ``asgi`` worker serving ``HoodyProtocol``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = self.app.settings.header_timeout
+
+    def init_process(self) -> None:
+        gasgi.ASGIProtocol = HoodyProtocol  # type: ignore[misc]  # in this worker process only
+        super().init_process()
