@@ -16,7 +16,6 @@ HTTP/1 protocol (gunicorn 27) lacks against slow or lying clients.
   (``more_body`` true, valid ASGI); the app then reads or refuses the body.
   With ``Expect: 100-continue`` this also means a refused body is never asked
   for.
-
 - **A body that stalls or trickles is refused, not truncated.** gunicorn bounds
   each wait for body bytes by ``cfg.timeout`` (our ``timeout``), so a body that
   stops arriving ends there, but a byte now and then restarts the wait for
@@ -140,5 +139,6 @@ class HoodyASGIWorker(ASGIWorker):
         self.header_timeout = self.app.settings.header_timeout
 
     def init_process(self) -> None:
-        gasgi.ASGIProtocol = HoodyProtocol  # type: ignore[misc]  # in this worker process only
+        # After fork, in this worker process only: gunicorn has no protocol-class hook.
+        gasgi.ASGIProtocol = HoodyProtocol  # type: ignore[misc]
         super().init_process()
