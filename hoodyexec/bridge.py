@@ -60,7 +60,8 @@ async def serve(
         finally:
             disconnected.set()
 
-    watcher = asyncio.get_running_loop().create_task(watch())
+    loop = asyncio.get_running_loop()
+    watcher = loop.create_task(watch())
 
     async def receive() -> Message:
         nonlocal sent_body
@@ -85,8 +86,20 @@ async def serve(
             finished = not more
         await writer.drain()
 
+    # The app runs as its own task so that a client who leaves stops it
+    # (a route/test run, a followed log), not only its next send.
+    call = loop.create_task(app(scope_for(req), receive, send))
+
+    def client_left(_: asyncio.Future[Any]) -> None:
+        if not finished and not call.done():
+            call.cancel()
+
+    watcher.add_done_callback(client_left)
     try:
-        await app(scope_for(req), receive, send)
+        await call
+    except asyncio.CancelledError:
+        if not disconnected.is_set():
+            raise  # the control worker itself is being stopped
     except Exception:
         log.exception("management app failed on %s %s", req.method, req.path)
         if not started and not disconnected.is_set():

@@ -17,6 +17,7 @@ import builtins
 import importlib.util
 import logging
 import os
+import re
 import select
 import sys
 from collections.abc import Callable
@@ -51,6 +52,18 @@ _STRUCTURAL = (
 )
 
 
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def instance_name_ok(name: str) -> bool:
+    return _NAME.match(name) is not None
+
+
+def state_key(subdomain: str, exec_id: str) -> str:
+    """The shared-state document of an instance: one per instance, not per Host value."""
+    return f"{subdomain}/{exec_id}"
+
+
 class Instance:
     """One ``<subdomain>/<execId>`` folder: its router and compiled scripts."""
 
@@ -63,12 +76,14 @@ class Instance:
         "privates",
         "generation",
         "make_table",
+        "state_key",
     )
 
     def __init__(
         self, subdomain: str, exec_id: str, root: str, make_table: Callable[[str], Any]
     ) -> None:
         self.make_table = make_table  # scans ``root`` into a route table (see http/router.py)
+        self.state_key = state_key(subdomain, exec_id)  # its shared-state document
         self.subdomain = subdomain
         self.exec_id = exec_id
         self.root = root
@@ -182,6 +197,21 @@ class Catalog:
         if watch:
             os.makedirs(self.root, exist_ok=True)
             self.watcher = Watcher(self.root)
+
+    def existing(self, subdomain: str, exec_id: str) -> Instance | None:
+        """The instance if its folder exists; never creates one for a mere name.
+
+        Names come from the Host header: only plain names (letters, digits,
+        ``_``, ``-``) can address a folder, whatever ``host-pattern`` captures.
+        """
+        inst = self.instances.get((subdomain, exec_id))
+        if inst is not None:
+            return inst
+        if not (instance_name_ok(subdomain) and instance_name_ok(exec_id)):
+            return None
+        if not os.path.isdir(os.path.join(self.root, subdomain, exec_id)):
+            return None
+        return self.instance(subdomain, exec_id)
 
     def instance(self, subdomain: str, exec_id: str) -> Instance:
         key = (subdomain, exec_id)

@@ -19,9 +19,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from . import bridge
-from .errors import ControlUnavailable
+from .errors import ControlUnavailable, HoodyError
 from .protocol import (
     Broadcast,
+    Cancel,
     Hello,
     HttpRequest,
     Query,
@@ -71,6 +72,7 @@ class ControlServer:
         self._server: asyncio.base_events.Server | None = None
         self._inode: int | None = None
         self._ids = itertools.count(1)
+        self._turn = itertools.count()
         self._pending: dict[int, tuple[asyncio.Future[None], list[Reply], set[int]]] = {}
         self._conns: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self._link_tasks: set[asyncio.Task[Any]] = set()
@@ -211,6 +213,42 @@ class ControlServer:
                 pass
         return sent
 
+    async def ask(
+        self, topic: str, data: Mapping[str, Any] | None = None, wait_link: float = 5.0
+    ) -> Reply:
+        """Ask one linked worker (round robin) and wait for its reply.
+
+        No time limit here: the worker bounds the work. If the asker is
+        cancelled (its HTTP client left), the worker is told to stop; if the
+        worker exits first, ``WorkerGone``.
+        """
+        deadline = time.monotonic() + wait_link
+        while not self.links:  # a worker restarting, or the kit just booting
+            if time.monotonic() > deadline:
+                raise ControlUnavailable("no request worker is linked to run this")
+            await asyncio.sleep(0.05)
+        pids = sorted(self.links)
+        pid = pids[next(self._turn) % len(pids)]
+        link = self.links[pid]
+        qid = next(self._ids)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        replies: list[Reply] = []
+        self._pending[qid] = (fut, replies, {pid})
+        try:
+            await link.send(encode(Query(id=qid, topic=topic, data=dict(data or {}))))
+            await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                link.writer.write(encode(Cancel(id=qid)))  # one whole frame, no await
+            raise
+        except (ConnectionError, RuntimeError):
+            raise WorkerGone(f"request worker {pid} went away") from None
+        finally:
+            del self._pending[qid]
+        if not replies:
+            raise WorkerGone(f"request worker {pid} exited before it answered")
+        return replies[0]
+
     async def gather(
         self, topic: str, data: Mapping[str, Any] | None = None, timeout: float = 1.0
     ) -> list[Reply]:
@@ -234,6 +272,12 @@ class ControlServer:
             return sorted(replies, key=lambda r: r.pid)
         finally:
             del self._pending[qid]
+
+
+class WorkerGone(HoodyError):
+    """The worker answering a query exited before it replied."""
+
+    status = 502
 
 
 class LinkClient:
@@ -298,11 +342,46 @@ class LinkClient:
                 writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Queries run as tasks, so a long one (a script run) never holds up a
+        # status query or a broadcast; a Cancel stops the one it names.
+        tasks: dict[int, asyncio.Task[None]] = {}
+        lock = asyncio.Lock()
+
+        async def answer(query: Query) -> None:
+            try:
+                reply = await self._answer(query)
+            except asyncio.CancelledError:
+                return
+            finally:
+                tasks.pop(query.id, None)
+            async with lock:
+                writer.write(encode(reply))
+                await writer.drain()
+
+        try:
+            await self._read(reader, tasks, answer)
+        finally:
+            for task in list(tasks.values()):
+                task.cancel()
+
+    async def _read(
+        self,
+        reader: asyncio.StreamReader,
+        tasks: dict[int, asyncio.Task[None]],
+        answer: Callable[[Query], Awaitable[None]],
+    ) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             msg = await read_frame(reader)
             if msg is None:
                 return
-            if isinstance(msg, Broadcast):
+            if isinstance(msg, Query):
+                tasks[msg.id] = loop.create_task(answer(msg))
+            elif isinstance(msg, Cancel):
+                task = tasks.get(msg.id)
+                if task is not None:
+                    task.cancel()
+            elif isinstance(msg, Broadcast):
                 handler = self.on_broadcast.get(msg.topic)
                 if handler is not None:
                     try:
@@ -311,10 +390,6 @@ class LinkClient:
                             await result
                     except Exception:  # noqa: BLE001
                         log.exception("broadcast handler %s failed", msg.topic)
-            elif isinstance(msg, Query):
-                reply = await self._answer(msg)
-                writer.write(encode(reply))
-                await writer.drain()
 
     async def _answer(self, query: Query) -> Reply:
         handler = self.on_query.get(query.topic)
@@ -325,6 +400,10 @@ class LinkClient:
             if asyncio.iscoroutine(result):
                 result = await result
             return Reply(id=query.id, pid=self.hello.pid, data=result)
+        except HoodyError as exc:
+            return Reply(
+                id=query.id, pid=self.hello.pid, error=exc.message, data={"status": exc.status}
+            )
         except Exception as exc:  # noqa: BLE001
             return Reply(id=query.id, pid=self.hello.pid, error=f"{type(exc).__name__}: {exc}")
 

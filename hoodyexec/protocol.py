@@ -54,6 +54,12 @@ class Reply(msgspec.Struct, tag=True, frozen=True):
     error: str | None = None
 
 
+class Cancel(msgspec.Struct, tag=True, frozen=True):
+    """The asker of query ``id`` no longer waits (its client left): stop the work."""
+
+    id: int
+
+
 class HttpRequest(msgspec.Struct, tag=True, frozen=True):
     """An HTTP request forwarded by a request worker to the control worker."""
 
@@ -78,7 +84,9 @@ class ResponseBody(msgspec.Struct, tag=True, frozen=True):
     more: bool = False
 
 
-Message = Hello | Broadcast | Query | Reply | HttpRequest | ResponseStart | ResponseBody
+Message = (
+    Hello | Broadcast | Query | Reply | Cancel | HttpRequest | ResponseStart | ResponseBody
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)

@@ -57,3 +57,18 @@ class ScriptEnv:
             return await c.simulate_request(method, path, **kw)
 
         return self.run(go)
+
+
+def local_invoker(home: Home) -> Any:
+    """A request worker's ``invoke`` handler in-process (what route/test asks over the link)."""
+    from hoodyexec.catalog import Catalog
+    from hoodyexec.executor import Executor
+    from hoodyexec.http.invoke import Invoker
+    from hoodyexec.http.router import table_for
+    from hoodyexec.http.scripts import ScriptsSink
+    from hoodyexec.logs import LogBook
+    from hoodyexec.shared import SharedStore
+
+    catalog = Catalog(home.scripts, table_for)
+    sink = ScriptsSink(catalog, SharedStore(home.db), LogBook(home.logs), Executor(threads=4))
+    return Invoker(sink, catalog)

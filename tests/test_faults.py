@@ -68,3 +68,85 @@ def test_stream_that_exits_midway_ends_and_the_worker_goes_on(env, kind):
     assert first.status_code == 200 and first.text.startswith("a")
     assert ok.status_code == 200
     assert kind.split("_")[0].lower() in env.log("gen.py").lower().replace("systemexit", "sys")
+
+
+# -- attacker-chosen Host headers ----------------------------------------------
+def _rows(env) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(env.home.db) as conn:
+        return [r[0] for r in conn.execute("SELECT hostname FROM shared_state")]
+
+
+def test_distinct_hosts_grow_neither_memory_nor_the_database(env):
+    import os
+
+    from hoodyexec.http.scripts import HOST_CACHE, ScriptsSink
+
+    env.write("counter.py", "return {'n': shared.incr('n')}\n")
+    os.makedirs(os.path.join(env.home.scripts, "api", "7"))
+    env.write("hello.py", "return {'host': metadata.hostname}\n", instance="api/7")
+    sinks: list[ScriptsSink] = []
+    orig = ScriptsSink.__init__
+
+    def spy(self, *a, **kw):
+        orig(self, *a, **kw)
+        sinks.append(self)
+
+    ScriptsSink.__init__ = spy  # type: ignore[method-assign]
+    try:
+
+        async def go(c):
+            out = []
+            for i in range(300):  # unknown instances: 404, nothing created
+                out.append((await c.simulate_get("/counter", host=f"exec-{i + 9}.x")).status_code)
+            for i in range(300):  # unmatched hosts: the default instance, one document
+                out.append((await c.simulate_get("/counter", host=f"h{i}.example")).status_code)
+            hello = await c.simulate_get("/hello", host="api.exec-7.example.org")
+            return out, hello
+
+        out, hello = env.run(go)
+    finally:
+        ScriptsSink.__init__ = orig  # type: ignore[method-assign]
+    assert out[:300] == [404] * 300 and out[300:] == [200] * 300
+    assert hello.json == {"host": "api.exec-7.example.org"}
+    sink = sinks[-1]
+    assert set(sink.catalog.instances) == {("default", "1"), ("api", "7")}
+    assert len(sink._by_host) <= HOST_CACHE and len(sink._by_host) == 301
+    assert _rows(env) == ["default/1"]
+
+
+def test_host_pattern_capturing_a_path_never_reaches_outside(tmp_path):
+    env = ScriptEnv(tmp_path, "--host-pattern", r"^(?P<execId>[^:]+)")
+    env.write("x.py", "return 1\n")
+    r = env.get("/x", host="..")
+    assert r.status_code == 404
+
+
+# -- health tells the truth ------------------------------------------------------
+def test_health_is_starting_until_every_worker_has_linked():
+    import falcon.testing
+
+    from hoodyexec.http.management import create_management
+
+    live: list[int] = []
+
+    async def pids() -> list[int]:
+        return list(live)
+
+    client = falcon.testing.TestClient(
+        create_management(
+            started=0.0, master_pid=1, control_pid=2, worker_pids=pids, expected_workers=2
+        )
+    )
+    r = client.simulate_get("/api/v1/exec/health")
+    assert r.status_code == 503 and r.json["status"] == "starting" and r.json["workers"] == []
+    assert r.headers["retry-after"] == "1"
+    live.append(10)
+    assert client.simulate_get("/api/v1/exec/health").status_code == 503
+    live.append(11)
+    r = client.simulate_get("/api/v1/exec/health")
+    assert r.status_code == 200 and r.json["status"] == "ok" and r.json["workers"] == [10, 11]
+    live.remove(10)  # a worker being replaced: still up, and the live set is reported
+    r = client.simulate_get("/api/v1/exec/health")
+    assert r.status_code == 200 and r.json["workers"] == [11]

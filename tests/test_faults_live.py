@@ -16,7 +16,9 @@ from .kit import Kit
 
 pytestmark = pytest.mark.slow
 
-SLOW_OK = "import asyncio\nasync def handler():\n    await asyncio.sleep(0.4)\n    return {'ok': True}\n"
+SLOW_OK = (
+    "import asyncio\nasync def handler():\n    await asyncio.sleep(0.4)\n    return {'ok': True}\n"
+)
 
 
 def put(kit: Kit, rel: str, text: str) -> None:
@@ -213,9 +215,7 @@ def test_sighup_drops_no_management_call(make_kit):
             time.sleep(0.6)
             before = kit.wait_healthy()
             kit.signal(signal.SIGHUP)
-            kit.wait_healthy(
-                timeout=15, predicate=lambda h, b=before: h["control"] != b["control"]
-            )
+            kit.wait_healthy(timeout=15, predicate=lambda h, b=before: h["control"] != b["control"])
         time.sleep(0.5)
     finally:
         stop.set()
@@ -223,3 +223,129 @@ def test_sighup_drops_no_management_call(make_kit):
             t.join()
     assert len(results) > 100
     assert set(results) == {200}, {s: results.count(s) for s in set(results)}
+
+
+# -- route/test runs in a request worker, bounded ----------------------------------
+def _control_rss(kit: Kit) -> int:
+    return psutil.Process(kit.health()["control"]).memory_info().rss
+
+
+def test_route_test_of_an_endless_stream_is_capped_and_timed(make_kit):
+    kit = make_kit().start()
+    put(
+        kit,
+        "flood.py",
+        "# @timeout 5000\ndef handler():\n    while True:\n        yield 'x' * 65536\n",
+    )
+    put(
+        kit,
+        "drip.py",
+        "# @timeout 800\nimport asyncio\nasync def handler():\n    while True:\n"
+        "        yield 'tick\\n'\n        await asyncio.sleep(0.05)\n",
+    )
+    rss = _control_rss(kit)
+    t0 = time.monotonic()
+    out = kit.request("POST", "/api/v1/exec/route/test", body={"path": "/flood"}).json()
+    assert out["status"] == 200 and out["truncated"] is True
+    assert len(out["body"]) == 1024 * 1024
+    assert time.monotonic() - t0 < 5
+    t0 = time.monotonic()
+    out = kit.request("POST", "/api/v1/exec/route/test", body={"path": "/drip"}).json()
+    took = time.monotonic() - t0
+    assert out["timedOut"] is True and out["body"].startswith("tick\n") and 0.7 < took < 4
+    assert _control_rss(kit) - rss < 20 * 1024 * 1024  # the control worker never held the flood
+
+
+def test_route_test_stops_when_its_client_leaves(make_kit):
+    kit = make_kit().start()
+    put(
+        kit,
+        "count.py",
+        "# @timeout 20000\nimport asyncio\nasync def handler(shared):\n    i = 0\n    while True:\n"
+        "        i += 1\n        shared.set('i', i)\n        yield str(i)\n        await asyncio.sleep(0.05)\n",
+    )
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", kit.port, timeout=5)
+    conn.request(
+        "POST",
+        "/api/v1/exec/route/test",
+        body=json.dumps({"path": "/count"}),
+        headers={"Content-Type": "application/json"},
+    )
+    time.sleep(0.6)
+    conn.close()  # the client leaves
+    time.sleep(0.5)
+
+    def value() -> int:
+        r = kit.request(
+            "POST", "/api/v1/exec/shared-state/get", body={"hostname": "localhost", "path": "i"}
+        )
+        return r.json()["value"]
+
+    first = value()
+    time.sleep(0.6)
+    assert first > 0 and value() == first  # the run stopped with its client
+
+
+def test_route_test_of_a_script_that_holds_its_worker_leaves_the_api_free(make_kit):
+    kit = make_kit().start()
+    put(
+        kit,
+        "hog.py",
+        "# @timeout 300\n# @mode inline\nimport time\ndef handler():\n    while True:\n"
+        "        try:\n            time.sleep(0.01)\n        except BaseException:\n            pass\n",
+    )
+    before = kit.wait_healthy()
+    with ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(
+            kit.request, "POST", "/api/v1/exec/route/test", {"path": "/hog"}, None, 20
+        )
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        for _ in range(5):  # the management API answers while the script spins
+            assert kit.get("/api/v1/exec/scripts/list").status == 200
+        assert time.monotonic() - t0 < 2
+        r = fut.result()
+    assert r.status in (502, 503, 200), r  # the worker running it was ended
+    after = kit.wait_healthy(
+        timeout=15, predicate=lambda h: set(h["workers"]) != set(before["workers"])
+    )
+    assert after["control"] == before["control"] and kit.proc.poll() is None
+
+
+def test_a_frozen_control_worker_is_replaced(make_kit):
+    kit = make_kit(args=["--timeout", "2"]).start()
+    before = kit.wait_healthy()
+    os.kill(before["control"], signal.SIGSTOP)
+    try:
+        after = kit.wait_healthy(timeout=15, predicate=lambda h: h["control"] != before["control"])
+    finally:
+        try:
+            os.kill(before["control"], signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    assert after["master"] == before["master"]
+    assert "CONTROL WORKER TIMEOUT" in kit.log()
+
+
+def test_health_never_reports_ok_without_workers(make_kit):
+    kit = make_kit()
+    kit.start(wait=False)
+    seen = []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            r = kit.get("/api/v1/exec/health", timeout=2)
+        except OSError:
+            time.sleep(0.01)
+            continue
+        seen.append((r.status, r.json()))
+        if r.status == 200:
+            break
+    assert seen and seen[-1][0] == 200
+    for status, body in seen:
+        assert (status, body["status"]) in ((503, "starting"), (200, "ok"))
+        if status == 200:
+            assert len(body["workers"]) == 2

@@ -13,9 +13,11 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from typing import Any
 
 from hoodyexec import db
 from hoodyexec.config import Settings
+from hoodyexec.errors import HoodyError
 from hoodyexec.home import Home
 from hoodyexec.http.management import create_management
 from hoodyexec.link import ControlServer
@@ -87,6 +89,12 @@ class ControlWorker:
             db.migrate(conn)
             server = ControlServer(self.home.control_socket)
 
+            async def invoke(data: dict[str, Any]) -> dict[str, Any]:
+                reply = await server.ask("invoke", data)
+                if reply.error is not None:
+                    raise HoodyError(reply.error, status=int(reply.data.get("status", 500)))
+                return reply.data
+
             async def worker_pids() -> list[int]:
                 replies = await server.gather("status", timeout=0.5)
                 return [r.pid for r in replies if r.error is None]
@@ -96,11 +104,12 @@ class ControlWorker:
                 master_pid=self.master_pid,
                 control_pid=self.pid,
                 worker_pids=worker_pids,
+                expected_workers=self.settings.workers,
                 token=self.settings.token,
                 shared=SharedStore(self.home.db),
                 home=self.home,
                 host_pattern=self.settings.host_pattern,
-                settings=self.settings,
+                invoke=invoke,
             )
             await server.start()
         except Exception as exc:

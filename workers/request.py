@@ -19,6 +19,7 @@ from hoodyexec.config import Settings
 from hoodyexec.executor import Executor, guard_forks
 from hoodyexec.home import Home
 from hoodyexec.http.gateway import create_gateway
+from hoodyexec.http.invoke import Invoker
 from hoodyexec.http.router import table_for
 from hoodyexec.http.scripts import HostMap, ScriptsSink
 from hoodyexec.shared import SharedStore
@@ -65,7 +66,7 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
         age=age,
         link_client=link,
         on_broadcast={"invalidate": invalidate, "cache.clear": clear_cache},
-        on_query={"scripts": status},
+        on_query={"scripts": status, "invoke": Invoker(sink, catalog)},
         on_startup=[start],
         on_shutdown=[shared.close],
         token=settings.token,

@@ -1,15 +1,16 @@
 """Management API: routes (discover, resolve, test).
 
-``route/test`` runs the script for real, in the control worker, on a synthetic
-request: the same scripts engine as the request workers (its own compiled cache,
-fresh through inotify), with ``metadata.trigger == "test"``.
+``route/test`` runs the script for real on a synthetic request, in a request
+worker (``http/invoke.py``) — never in the control worker — with
+``metadata.trigger == "test"``, under the script's ``@timeout`` and with at most
+1 MiB of its answer kept.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -17,19 +18,17 @@ import falcon
 import falcon.asgi
 import msgspec
 
-from .. import logs
-from ..catalog import Catalog
-from ..errors import BadRequest
-from ..executor import Executor
+from ..errors import BadRequest, ControlUnavailable
 from ..home import Home
 from ..scriptstore import describe_listed, unreadable
-from ..shared import SharedStore
 from . import errors
 from .api_scripts import ScriptsAPI, flag, json_body, need
-from .router import RouteTable, scan, table_for
-from .scripts import ScriptsSink
+from .router import RouteTable, scan
 
 _encode = msgspec.json.Encoder().encode
+# route/test keeps at most this much of a script's answer (then "truncated": true).
+TEST_BODY_LIMIT = 1024 * 1024
+Invoke = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
 _VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -61,15 +60,10 @@ def _file_state(scope: Any, rel: str, with_meta: bool) -> dict[str, Any] | None:
 
 
 class RoutesAPI:
-    def __init__(
-        self, scripts: ScriptsAPI, home: Home, shared: SharedStore | None, settings: Any = None
-    ) -> None:
+    def __init__(self, scripts: ScriptsAPI, home: Home, invoke: Invoke | None = None) -> None:
         self.scripts = scripts
         self.home = home
-        self.shared = shared
-        self._sink: ScriptsSink | None = None
-        self._app: falcon.asgi.App | None = None
-        self.settings = settings
+        self.invoke = invoke  # runs a script in a request worker (ControlServer.ask)
 
     def _table(self, scope: Any) -> RouteTable:
         routes, invalid = scan(scope.root)
@@ -148,30 +142,6 @@ class RoutesAPI:
             },
         )
 
-    def _runner(self) -> falcon.asgi.App:
-        if self._app is None:
-            settings = self.settings
-            catalog = Catalog(
-                self.home.scripts,
-                table_for,
-                default_timeout=getattr(settings, "script_timeout", 30000),
-            )
-            executor = Executor(threads=4)
-            executor.start_if_possible()
-            self._sink = ScriptsSink(
-                catalog,
-                self.shared or SharedStore(self.home.db),
-                logs.LogBook(self.home.logs),
-                executor,
-                trigger="test",
-                max_body=getattr(settings, "max_body_size", 10 * 1024 * 1024),
-            )
-            app = falcon.asgi.App()
-            errors.install(app)
-            app.add_sink(self._sink, prefix="/")
-            self._app = app
-        return self._app
-
     async def on_post_test(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req)
         scope = self.scripts.scope(req, body)
@@ -214,59 +184,37 @@ class RoutesAPI:
         elif payload is not None:
             raw = _encode(payload)
             hdrs.setdefault("content-type", "application/json")
-        hdrs["host"] = (
-            f"exec-{scope.exec_id}.localhost"
-            if scope.subdomain == "default"
-            else (f"{scope.subdomain}.exec-{scope.exec_id}.localhost")
-        )
         if raw:
             hdrs["content-length"] = str(len(raw))
-        asgi_scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": url_path,
-            "raw_path": url_path.encode(),
-            "query_string": qs.encode(),
-            "root_path": "",
-            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in hdrs.items()],
-            "client": ("127.0.0.1", 0),
-            "server": ("127.0.0.1", 0),
-        }
-        sent = False
-        start: dict[str, Any] = {}
-        chunks: list[bytes] = []
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": raw, "more_body": False}
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-            elif message["type"] == "http.response.body":
-                chunks.append(bytes(message.get("body", b"")))
-
-        t0 = time.perf_counter()
-        await self._runner()(asgi_scope, receive, send)
-        duration = (time.perf_counter() - t0) * 1000
-        data = b"".join(chunks)
-        out_headers = {
-            k.decode("latin-1"): v.decode("latin-1") for k, v in start.get("headers", [])
-        }
+        if self.invoke is None:
+            raise ControlUnavailable("no request worker can run scripts here")
+        # User code never runs in the control worker: a request worker runs it
+        # under the script's @timeout, keeps at most 1 MiB of its answer, and
+        # stops when this call's client leaves (the bridge cancels us).
+        answer = await self.invoke(
+            {
+                "subdomain": scope.subdomain,
+                "execId": scope.exec_id,
+                "method": method,
+                "path": url_path,
+                "query_string": qs.encode(),
+                "headers": list(hdrs.items()),
+                "body": raw,
+                "trigger": "test",
+                "limit": TEST_BODY_LIMIT,
+            }
+        )
+        data = answer["body"]
+        out_headers = {k: v for k, v in answer["headers"]}
+        duration = answer["durationMs"]
         ctype = out_headers.get("content-type", "")
         result: Any
-        if "json" in ctype:
+        if "json" in ctype and not answer["truncated"]:
             try:
                 result = msgspec.json.decode(data)
             except msgspec.DecodeError:
                 result = data.decode("utf-8", "replace")
-        elif ctype.startswith("text/") or "event-stream" in ctype:
+        elif "json" in ctype or ctype.startswith("text/") or "event-stream" in ctype:
             result = data.decode("utf-8", "replace")
         else:
             result = data.hex() if data else None
@@ -277,27 +225,25 @@ class RoutesAPI:
                 **scope.to_dict(),
                 "path": url_path,
                 "method": method,
-                "status": start.get("status", 500),
+                "status": answer["status"],
                 "headers": out_headers,
                 "body": result,
                 "bodyEncoding": "hex"
                 if result is not None
                 and not ("json" in ctype or ctype.startswith("text/") or "event-stream" in ctype)
                 else "text",
-                "durationMs": round(duration, 3),
+                "durationMs": duration,
+                "truncated": answer["truncated"],
+                "timedOut": answer["timedOut"],
                 "trigger": "test",
             },
         )
 
 
 def register(
-    app: falcon.asgi.App,
-    scripts: ScriptsAPI,
-    home: Home,
-    shared: SharedStore | None,
-    settings: Any = None,
+    app: falcon.asgi.App, scripts: ScriptsAPI, home: Home, invoke: Invoke | None = None
 ) -> None:
-    api = RoutesAPI(scripts, home, shared, settings)
+    api = RoutesAPI(scripts, home, invoke)
     base = "/api/v1/exec/route/"
     app.add_route(base + "discover", api, suffix="discover")
     app.add_route(base + "resolve", api, suffix="resolve")

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any
 
 import falcon
@@ -77,7 +77,11 @@ class Forwarder:
             server=tuple(scope["server"]) if scope.get("server") else None,
             worker_pid=self.pid,
         )
-        answer = await link.forward(self.socket_path, request, connect_timeout=self.connect_timeout)
+        answer = await _unless_client_leaves(
+            req, link.forward(self.socket_path, request, connect_timeout=self.connect_timeout)
+        )
+        if answer is None:  # the client left: the control worker was told (connection closed)
+            return
         resp.status = answer.start.status
         for key, value in answer.start.headers:
             if key.lower() in _HOP_BY_HOP:
@@ -103,6 +107,38 @@ async def _read_body(stream: Any, limit: int) -> bytes:
             raise _too_large()
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _unless_client_leaves(
+    req: falcon.asgi.Request, call: Coroutine[Any, Any, link.Forwarded]
+) -> link.Forwarded | None:
+    """Wait for the control worker's answer, or for the client to leave.
+
+    falcon only notices a disconnect while it streams a body; a management call
+    that computes for long (route/test) would run on after its client left.
+    Once the body is read nobody else calls ``receive``, so the next ASGI event
+    can only be ``http.disconnect``; when it comes first the forward is
+    cancelled, which closes its connection and the control worker stops the call.
+    """
+    receive = getattr(req, "_receive", None)  # falcon keeps the ASGI receive callable
+    answer = asyncio.ensure_future(call)
+    if receive is None:
+        return await answer
+
+    async def gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({answer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not answer.done():
+            answer.cancel()
+    if answer.cancelled():
+        return None
+    return answer.result()
 
 
 async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

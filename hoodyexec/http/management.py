@@ -7,6 +7,7 @@ this version does not serve yet answer 501 with a clear message.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ import falcon.asgi
 import msgspec
 
 from .. import __version__
+from ..catalog import instance_name_ok, state_key
 from ..errors import BadRequest, MethodNotAllowed, NotFound, NotImplementedYet
 from ..home import Home
 from ..reference import ENDPOINTS
@@ -40,26 +42,41 @@ class TokenAuth:
 
 
 class Health:
+    """Health tells the truth: ``starting`` (503) until every configured request
+    worker has linked once, then ``ok`` with the live workers that answered."""
+
     def __init__(
-        self, started: float, master_pid: int, control_pid: int, worker_pids: WorkerPids
+        self,
+        started: float,
+        master_pid: int,
+        control_pid: int,
+        worker_pids: WorkerPids,
+        expected_workers: int = 1,
     ) -> None:
         self.started = started
         self.master_pid = master_pid
         self.control_pid = control_pid
         self.worker_pids = worker_pids
+        self.expected_workers = expected_workers
+        self.up = False  # latched once all workers have linked
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        workers = await self.worker_pids()
+        self.up = self.up or len(workers) >= self.expected_workers
         errors.json_response(
             resp,
             {
-                "status": "ok",
+                "status": "ok" if self.up else "starting",
                 "version": __version__,
                 "uptime": round(time.time() - self.started, 3),
                 "master": self.master_pid,
-                "workers": await self.worker_pids(),
+                "workers": workers,
                 "control": self.control_pid,
             },
+            status=200 if self.up else 503,
         )
+        if not self.up:
+            resp.set_header("Retry-After", "1")
 
 
 class _StateGet(msgspec.Struct, forbid_unknown_fields=False):
@@ -93,15 +110,30 @@ async def read_body(req: falcon.asgi.Request, type_: Any) -> Any:
 class SharedStateAPI:
     """``POST /api/v1/exec/shared-state/get|set|clear``: the scripts' ``shared`` from outside."""
 
-    def __init__(self, store: SharedStore) -> None:
+    def __init__(self, store: SharedStore, hosts: Any = None, scripts_root: str | None = None) -> None:
         self.store = store
+        self.hosts = hosts
+        self.scripts_root = scripts_root
+
+    def _key(self, hostname: str) -> str | None:
+        """The document of the instance a hostname maps to (as for script calls);
+        None when that instance has no folder. Without a home (unit tests) the
+        hostname itself is the key."""
+        if self.hosts is None or self.scripts_root is None:
+            return hostname
+        sub, eid, _ = self.hosts.resolve(hostname)
+        if not (instance_name_ok(sub) and instance_name_ok(eid)):
+            return None
+        if not os.path.isdir(os.path.join(self.scripts_root, sub, eid)):
+            return None
+        return state_key(sub, eid)
 
     async def on_post_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await read_body(req, _StateGet)
-        value = self.store.get(body.hostname, body.path, None)
-        exists = (
-            body.path in (None, "")
-            or self.store.get(body.hostname, body.path, _ABSENT) is not _ABSENT
+        key = self._key(body.hostname)
+        value = self.store.get(key, body.path, None) if key else None
+        exists = key is not None and (
+            body.path in (None, "") or self.store.get(key, body.path, _ABSENT) is not _ABSENT
         )
         errors.json_response(
             resp,
@@ -116,10 +148,17 @@ class SharedStateAPI:
 
     async def on_post_set(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await read_body(req, _StateSet)
+        key = self._key(body.hostname)
+        if key is None:
+            raise NotFound(
+                f"No instance for hostname {body.hostname!r}: shared state belongs to an "
+                "existing instance",
+                hostname=body.hostname,
+            )
         if body.merge:
-            value = self.store.merge(body.hostname, body.path, body.value)
+            value = self.store.merge(key, body.path, body.value)
         else:
-            value = self.store.set(body.hostname, body.path, body.value)
+            value = self.store.set(key, body.path, body.value)
         errors.json_response(
             resp,
             {
@@ -140,13 +179,14 @@ class SharedStateAPI:
             )
         if not body.hostname:
             raise BadRequest("hostname is required unless clearAll is true")
+        key = self._key(body.hostname)
         if body.path:
-            removed = self.store.delete(body.hostname, body.path)
+            removed = self.store.delete(key, body.path) if key else False
             return errors.json_response(
                 resp,
                 {"success": True, "hostname": body.hostname, "path": body.path, "cleared": removed},
             )
-        count = self.store.clear(body.hostname)
+        count = self.store.clear(key) if key else 0
         errors.json_response(
             resp, {"success": True, "hostname": body.hostname, "cleared": count > 0}
         )
@@ -229,17 +269,26 @@ def create_management(
     master_pid: int,
     control_pid: int,
     worker_pids: WorkerPids,
+    expected_workers: int = 1,
     token: str | None = None,
     shared: SharedStore | None = None,
     home: Home | None = None,
     host_pattern: str | None = None,
-    settings: Any = None,
+    invoke: Any = None,
 ) -> falcon.asgi.App:
     app = falcon.asgi.App(middleware=[TokenAuth(token)])
     errors.install(app)
-    app.add_route(HEALTH_PATH, Health(started, master_pid, control_pid, worker_pids))
+    app.add_route(
+        HEALTH_PATH, Health(started, master_pid, control_pid, worker_pids, expected_workers)
+    )
     if shared is not None:
-        state = SharedStateAPI(shared)
+        from .scripts import HostMap
+
+        state = SharedStateAPI(
+            shared,
+            (HostMap(host_pattern) if host_pattern else HostMap()) if home else None,
+            home.scripts if home else None,
+        )
         app.add_route("/api/v1/exec/shared-state/get", state, suffix="get")
         app.add_route("/api/v1/exec/shared-state/set", state, suffix="set")
         app.add_route("/api/v1/exec/shared-state/clear", state, suffix="clear")
@@ -255,7 +304,7 @@ def create_management(
         api_magic.register(app, scripts_api, store)
         from . import api_routes
 
-        api_routes.register(app, scripts_api, home, shared, settings)
+        api_routes.register(app, scripts_api, home, invoke)
         from . import api_templates
 
         api_templates.register(app, scripts_api, store)

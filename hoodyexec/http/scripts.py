@@ -88,7 +88,7 @@ class HostMap:
             sub = groups.get("subdomain") or "default"
             eid = groups.get("execId") or "1"
         out = (sub, eid, hostname)
-        if len(self._cache) < 4096:
+        if len(self._cache) < HOST_CACHE:
             self._cache[host] = out
         return out
 
@@ -183,6 +183,11 @@ def _chunk(item: Any) -> bytes:
 
 _SENTINEL = object()
 
+# Distinct Host values remembered per worker (each maps to an existing instance).
+HOST_CACHE = 4096
+# ASGI scope key: (instance, hostname, trigger) for a run without HTTP (invoke).
+INVOKE_TARGET = "hoodyexec.target"
+
 
 def _next_or_sentinel(it: Iterator[Any]) -> Any:
     return next(it, _SENTINEL)
@@ -214,7 +219,9 @@ class ScriptsSink:
         self.default_timeout_ms = default_timeout_ms
         self.trigger = trigger  # metadata.trigger: "http", or "test" for route/test
         self.inflight = 0
-        self._by_host: dict[str, tuple[Any, str]] = {}
+        # Host header → (instance, hostname, trigger); only hosts whose instance
+        # folder exists are kept, and at most HOST_CACHE of them.
+        self._by_host: dict[str, tuple[Any, str, str]] = {}
         self._prefix = os.urandom(3).hex()
         self._ids = itertools.count(1)
 
@@ -226,13 +233,16 @@ class ScriptsSink:
         catalog = self.catalog
         catalog.refresh()
         host = req.get_header("Host") or ""
-        target = self._by_host.get(host)
+        # PERF: one dict hit per request once a Host has been seen; a run
+        # without HTTP (route/test, schedules) names its target in the scope.
+        target = self._by_host.get(host) or req.scope.get(INVOKE_TARGET)
         if target is None:
-            subdomain, exec_id, hostname = self.hosts.resolve(host)
-            target = (catalog.instance(subdomain, exec_id), hostname)
-            if len(self._by_host) < 4096:
-                self._by_host[host] = target
-        inst, hostname = target
+            target = self._target_for(host)
+            if target is None:
+                return _json(
+                    resp, 404, {"error": f"No instance for host {host!r}", "path": req.path}
+                )
+        inst, hostname, trigger = target
         subdomain, exec_id = inst.subdomain, inst.exec_id
         path = req.path
         found = inst.router.find(path)
@@ -326,10 +336,10 @@ class ScriptsSink:
                 args: tuple[Any, ...] = (
                     r,
                     res,
-                    Metadata(r, route.file, hostname, subdomain, exec_id, magic.raw, self.trigger)
+                    Metadata(r, route.file, hostname, subdomain, exec_id, magic.raw, trigger)
                     if "metadata" in used
                     else None,
-                    Shared(self.shared, hostname) if "shared" in used else None,
+                    Shared(self.shared, inst.state_key) if "shared" in used else None,
                     console,
                     _AI,
                 )
@@ -344,8 +354,8 @@ class ScriptsSink:
                         res,
                         route.file,
                         hostname,
-                        subdomain,
-                        exec_id,
+                        inst,
+                        trigger,
                         magic.raw,
                         console,
                         body,
@@ -421,6 +431,21 @@ class ScriptsSink:
                 leave_forked_child()
         return None
 
+    def _target_for(self, host: str) -> tuple[Any, str, str] | None:
+        """The instance a Host names, if its folder exists (else None: a 404).
+
+        Only existing instances are created and cached, so attacker-chosen
+        Host values cost a lookup each but never memory or database rows.
+        """
+        subdomain, exec_id, hostname = self.hosts.resolve(host)
+        inst = self.catalog.existing(subdomain, exec_id)
+        if inst is None:
+            return None
+        target = (inst, hostname, self.trigger)
+        if len(self._by_host) < HOST_CACHE:
+            self._by_host[host] = target
+        return target
+
     # -- pieces -------------------------------------------------------------------
     def _cors(
         self,
@@ -462,8 +487,8 @@ class ScriptsSink:
         res: Res,
         script_rel: str,
         hostname: str,
-        subdomain: str,
-        exec_id: str,
+        inst: Any,
+        trigger: str,
         magic_raw: Any,
         console: Console,
         body: Any,
@@ -481,10 +506,10 @@ class ScriptsSink:
                 kwargs[p.name] = res
             elif src == "metadata":
                 kwargs[p.name] = Metadata(
-                    r, script_rel, hostname, subdomain, exec_id, magic_raw, self.trigger
+                    r, script_rel, hostname, inst.subdomain, inst.exec_id, magic_raw, trigger
                 )
             elif src == "shared":
-                kwargs[p.name] = Shared(self.shared, hostname)
+                kwargs[p.name] = Shared(self.shared, inst.state_key)
             elif src == "console":
                 kwargs[p.name] = console
             elif src == "ai":
