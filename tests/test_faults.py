@@ -150,3 +150,21 @@ def test_health_is_starting_until_every_worker_has_linked():
     live.remove(10)  # a worker being replaced: still up, and the live set is reported
     r = client.simulate_get("/api/v1/exec/health")
     assert r.status_code == 200 and r.json["workers"] == [11]
+
+
+def test_an_unexpected_error_names_no_machine_path():
+    import falcon.asgi
+    import falcon.testing
+
+    from hoodyexec.http import errors
+
+    class Boom:
+        async def on_get(self, req, resp):
+            raise OSError(2, "No such file", "/very/secret/place/x.py")
+
+    app = falcon.asgi.App()
+    errors.install(app)
+    app.add_route("/boom", Boom())
+    r = falcon.testing.TestClient(app).simulate_get("/boom")
+    assert r.status_code == 500 and r.json["type"] == "FileNotFoundError"
+    assert "/very/secret" not in r.text

@@ -212,7 +212,7 @@ class RoutesAPI:
         if "json" in ctype and not answer["truncated"]:
             try:
                 result = msgspec.json.decode(data)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError):
                 result = data.decode("utf-8", "replace")
         elif "json" in ctype or ctype.startswith("text/") or "event-stream" in ctype:
             result = data.decode("utf-8", "replace")

@@ -50,7 +50,11 @@ async def _unexpected(req: Any, resp: Any, ex: Exception, params: Any) -> None:
     log.exception("unhandled error on %s %s", req.method, req.path)
     resp.status = 500
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = _encode({"error": str(ex) or "internal error", "type": type(ex).__name__})
+    # The message of an unexpected error may hold machine paths or other
+    # internals: it goes to the kit's log, the client gets its type only.
+    resp.data = _encode(
+        {"error": "internal error (details in the kit's log)", "type": type(ex).__name__}
+    )
 
 
 def install(app: falcon.asgi.App) -> None:

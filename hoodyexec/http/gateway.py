@@ -109,6 +109,9 @@ async def _read_body(stream: Any, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+WATCH_AFTER = 0.5
+
+
 async def _unless_client_leaves(
     req: falcon.asgi.Request, call: Coroutine[Any, Any, link.Forwarded]
 ) -> link.Forwarded | None:
@@ -122,23 +125,29 @@ async def _unless_client_leaves(
     """
     receive = getattr(req, "_receive", None)  # falcon keeps the ASGI receive callable
     answer = asyncio.ensure_future(call)
-    if receive is None:
-        return await answer
+    watcher: asyncio.Future[None] | None = None
 
     async def gone() -> None:
+        assert receive is not None
         while (await receive())["type"] != "http.disconnect":
             pass
 
-    watcher = asyncio.ensure_future(gone())
     try:
+        # PERF: most calls answer at once; only one still running after
+        # WATCH_AFTER seconds gets a watcher task.
+        done, _ = await asyncio.wait({answer}, timeout=WATCH_AFTER)
+        if done or receive is None:
+            return await answer
+        watcher = asyncio.ensure_future(gone())
         await asyncio.wait({answer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if answer.done() or watcher.exception() is not None:
+            return await answer  # answered (or the disconnect cannot be watched)
+        return None  # the client left first
     finally:
-        watcher.cancel()
+        if watcher is not None:
+            watcher.cancel()
         if not answer.done():
-            answer.cancel()
-    if answer.cancelled():
-        return None
-    return answer.result()
+            answer.cancel()  # closes the forward: the control worker stops the call
 
 
 async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
