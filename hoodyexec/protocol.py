@@ -84,9 +84,7 @@ class ResponseBody(msgspec.Struct, tag=True, frozen=True):
     more: bool = False
 
 
-Message = (
-    Hello | Broadcast | Query | Reply | Cancel | HttpRequest | ResponseStart | ResponseBody
-)
+Message = Hello | Broadcast | Query | Reply | Cancel | HttpRequest | ResponseStart | ResponseBody
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)

@@ -426,4 +426,6 @@ def test_script_logs_keep_a_bounded_number_of_files_open(tmp_path, monkeypatch):
     assert sum(1 for log in scripts if log._fd is not None) <= 5
     for i in range(20):
         text = (tmp_path / "default" / "1" / f"s{i}.log").read_text()
-        assert f"[e0] line {i}" in text and f"[e1] line {i}" in text  # reopened on demand, nothing lost
+        assert (
+            f"[e0] line {i}" in text and f"[e1] line {i}" in text
+        )  # reopened on demand, nothing lost

@@ -110,7 +110,9 @@ async def read_body(req: falcon.asgi.Request, type_: Any) -> Any:
 class SharedStateAPI:
     """``POST /api/v1/exec/shared-state/get|set|clear``: the scripts' ``shared`` from outside."""
 
-    def __init__(self, store: SharedStore, hosts: Any = None, scripts_root: str | None = None) -> None:
+    def __init__(
+        self, store: SharedStore, hosts: Any = None, scripts_root: str | None = None
+    ) -> None:
         self.store = store
         self.hosts = hosts
         self.scripts_root = scripts_root
