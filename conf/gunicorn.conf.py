@@ -7,10 +7,9 @@
 # hoodyexec.yaml, HOODYEXEC_* variables or flags instead.
 # Any gunicorn setting may be added (see gunicorn's settings reference).
 
-# The worker class is set by hoodyexec itself: workers.asgi.HoodyASGIWorker,
-# gunicorn's native asyncio ASGI worker plus a request-head timeout and bounded
-# request bodies (the value below is the base it extends; it cannot be changed).
-worker_class = "asgi"
+# The worker class is set by hoodyexec itself (workers.asgi.HoodyASGIWorker:
+# gunicorn's native asyncio "asgi" worker plus a request-head timeout and
+# bounded request bodies); it cannot be changed here.
 asgi_lifespan = "on"  # the request worker links to the control worker on startup
 asgi_loop = "auto"  # uvloop when installed (it is a dependency), else asyncio
 keepalive = 5  # seconds a kept-alive connection may idle (capped at header-timeout)

@@ -213,8 +213,17 @@ def document(extra: dict[tuple[str, str], dict[str, Any]] | None = None) -> dict
         if path == "/{path}":
             op["description"] = "Runs the script routed at this path (any HTTP method invokes it)."
             op["responses"] = {"default": {"description": "Whatever the script answers"}}
+        err = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
         if path == "/api/v1/exec/health":
             op["security"] = []
+            op["responses"]["503"] = {
+                "description": "Starting: not every request worker has linked yet "
+                '(`{"status": "starting"}`, Retry-After)',
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        if path == "/api/v1/exec/route/test" and done:
+            op["responses"]["502"] = {"description": "The worker running it exited", **err}
+            op["responses"]["503"] = {"description": "No request worker is linked", **err}
         paths.setdefault(path, {})[method.lower()] = op
     return {
         "openapi": "3.1.0",

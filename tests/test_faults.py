@@ -168,3 +168,44 @@ def test_an_unexpected_error_names_no_machine_path():
     r = falcon.testing.TestClient(app).simulate_get("/boom")
     assert r.status_code == 500 and r.json["type"] == "FileNotFoundError"
     assert "/very/secret" not in r.text
+
+
+def test_shared_state_api_is_keyed_by_instance_and_creates_none_for_unknown_hosts(tmp_path):
+    import falcon.testing
+
+    from hoodyexec.http.management import create_management
+    from hoodyexec.shared import SharedStore
+
+    from .scriptenv import local_invoker
+
+    env = ScriptEnv(tmp_path)
+    env.write("inc.py", "return shared.incr('hits')\n")
+
+    async def no_workers() -> list[int]:
+        return []
+
+    api = falcon.testing.TestClient(
+        create_management(
+            started=0.0,
+            master_pid=1,
+            control_pid=2,
+            worker_pids=no_workers,
+            home=env.home,
+            shared=SharedStore(env.home.db),
+            invoke=local_invoker(env.home),
+        )
+    )
+    assert env.get("/inc").json == 1  # Host of falcon's test client → default/1
+    base = "/api/v1/exec/shared-state/"
+    for host in ("127.0.0.1", "localhost:8080", "exec-1.localhost"):  # all name default/1
+        r = api.simulate_post(base + "get", json={"hostname": host, "path": "hits"})
+        assert r.json["value"] == 1 and r.json["exists"] is True
+    # an instance with no folder has no document, and none is created for it
+    r = api.simulate_post(base + "set", json={"hostname": "exec-77.localhost", "value": 1})
+    assert r.status_code == 404 and "exec-77" in r.json["error"]
+    r = api.simulate_post(base + "get", json={"hostname": "exec-77.localhost"})
+    assert r.status_code == 200 and r.json["exists"] is False and r.json["value"] is None
+    assert _rows(env) == ["default/1"]
+    # route/test (run in a worker engine) sees the same document
+    out = api.simulate_post("/api/v1/exec/route/test", json={"path": "/inc"}).json
+    assert out["status"] == 200 and out["body"] == 2

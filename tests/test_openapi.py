@@ -9,12 +9,14 @@ from openapi_spec_validator import validate
 
 from hoodyexec.home import Home
 from hoodyexec.http.management import create_management
+
+from .scriptenv import local_invoker
 from hoodyexec.reference import ENDPOINTS
 from hoodyexec.shared import SharedStore
 
 
-async def _no_workers() -> list[int]:
-    return []
+async def _one_worker() -> list[int]:
+    return [3]
 
 
 @pytest.fixture
@@ -25,9 +27,10 @@ def app(tmp_path):
         started=0.0,
         master_pid=1,
         control_pid=2,
-        worker_pids=_no_workers,
+        worker_pids=_one_worker,
         home=home,
         shared=SharedStore(home.db),
+        invoke=local_invoker(home),
     )
 
 

@@ -34,7 +34,6 @@ from . import control, request
 
 # Embedded gunicorn defaults; conf/gunicorn.conf.py mirrors them for operators.
 GUNICORN_DEFAULTS: dict[str, Any] = {
-    "worker_class": "asgi",
     "asgi_lifespan": "on",
     "asgi_loop": "auto",
     "keepalive": 5,
