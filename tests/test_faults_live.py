@@ -85,15 +85,19 @@ def test_route_test_of_an_exiting_script_keeps_the_kit_up(faultkit):
 @pytest.mark.parametrize("code", [3, 4, 1])
 def test_os_exit_kills_only_its_worker_which_is_replaced(make_kit, code):
     kit = make_kit().start()
-    put(kit, "slow_ok.py", SLOW_OK)
+    put(kit, "slow_ok.py", SLOW_PID)
     put(kit, "die.py", f"import os\nos._exit({code})\n")
     before = kit.wait_healthy()
-    r = None
-    try:
-        r = kit.get("/die", timeout=5)
-    except OSError:
-        pass  # the worker died with the connection: no answer is expected
-    assert r is None or r.status >= 500
+    with ThreadPoolExecutor(21) as pool:
+        good = [pool.submit(_get_or_none, kit, "/slow_ok") for _ in range(20)]
+        time.sleep(0.15)
+        bad = _get_or_none(kit, "/die")
+        answers = [f.result() for f in good]
+    assert bad is None or bad.status >= 500  # the worker died with its connection
+    served = [r for r in answers if r is not None]
+    # only the dying worker's own requests may go unanswered; every answer is right
+    assert served and all(r.status == 200 for r in served)
+    assert {r.json()["pid"] for r in served} <= set(before["workers"])
     after = kit.wait_healthy(
         timeout=10, predicate=lambda h: set(h["workers"]) != set(before["workers"])
     )
@@ -101,6 +105,19 @@ def test_os_exit_kills_only_its_worker_which_is_replaced(make_kit, code):
     assert after["master"] == before["master"]
     assert len(set(after["workers"]) & set(before["workers"])) == 1  # the other one served on
     assert [kit.get("/slow_ok").status for _ in range(4)] == [200] * 4
+
+
+def _get_or_none(kit: Kit, path: str):
+    try:
+        return kit.get(path, timeout=10)
+    except OSError:
+        return None
+
+
+SLOW_PID = (
+    "import asyncio, os\nasync def handler():\n    await asyncio.sleep(0.4)\n"
+    "    return {'pid': os.getpid()}\n"
+)
 
 
 FORKS = {
@@ -115,8 +132,11 @@ def test_a_forking_script_leaves_its_worker_serving(make_kit, mode):
     kit = make_kit(workers=1).start()
     put(kit, "fork.py", FORKS[mode])
     put(kit, "ok.py", "return {'ok': True}\n")
+    put(kit, "slow_ok.py", SLOW_OK)
     before = kit.wait_healthy()
-    r = kit.get("/fork")
+    good, bad = with_twenty_in_flight(kit, "/fork")  # all on the one worker that forks
+    assert [g.status for g in good] == [200] * 20
+    r = bad.result()
     assert r.status == 200 and r.json()["child"] > 0
     child = r.json()["child"]
     # the child never answers and is gone at once (a zombie until reaped at most)
@@ -150,6 +170,21 @@ def test_subprocess_and_multiprocessing_still_work(kit):
     r = kit.get("/procs")
     assert r.json() == {"sub": "42", "mp": 81, "exit": 0}, r
     assert kit.get("/hello").status == 200
+
+
+def test_a_frozen_request_worker_is_replaced(make_kit):
+    kit = make_kit(args=["--timeout", "2"]).start()
+    before = kit.wait_healthy()
+    frozen = before["workers"][0]
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        after = kit.wait_healthy(timeout=15, predicate=lambda h: frozen not in h["workers"])
+    finally:
+        try:
+            os.kill(frozen, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    assert after["master"] == before["master"] and kit.proc.poll() is None
 
 
 def test_a_loop_that_swallows_its_timeout_ends_only_its_worker(make_kit):
