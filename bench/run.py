@@ -148,6 +148,8 @@ def baseline_cmd(port: int, workers: int) -> list[str]:
         str(BIN / "gunicorn"),
         "-c",
         str(GUNICORN_CONF),
+        "--worker-class",
+        "asgi",  # gunicorn's native ASGI worker, the class hoodyexec's worker extends
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
