@@ -209,3 +209,31 @@ def test_shared_state_api_is_keyed_by_instance_and_creates_none_for_unknown_host
     # route/test (run in a worker engine) sees the same document
     out = api.simulate_post("/api/v1/exec/route/test", json={"path": "/inc"}).json
     assert out["status"] == 200 and out["body"] == 2
+
+
+def test_route_test_runs_in_the_instance_it_names_whatever_host_header_it_carries(tmp_path):
+    import asyncio
+    import os
+
+    from .scriptenv import local_invoker
+
+    env = ScriptEnv(tmp_path)
+    env.write("who.py", "return [metadata.subdomain, metadata.execId, metadata.trigger]\n")
+    os.makedirs(os.path.join(env.home.scripts, "api", "7"))
+    env.write("who.py", "return [metadata.subdomain, metadata.execId, metadata.trigger]\n", "api/7")
+    invoke = local_invoker(env.home)
+
+    # the worker has served this Host before: it is cached for the default instance
+    assert invoke.sink._target_for("localhost")[0].exec_id == "1"
+    out = asyncio.run(
+        invoke(
+            {
+                "subdomain": "api",
+                "execId": "7",
+                "method": "GET",
+                "path": "/who",
+                "headers": [("host", "localhost")],
+            }
+        )
+    )
+    assert out["status"] == 200 and out["body"] == b'["api","7","test"]'
