@@ -9,10 +9,10 @@ from openapi_spec_validator import validate
 
 from hoodyexec.home import Home
 from hoodyexec.http.management import create_management
-
-from .scriptenv import local_invoker
 from hoodyexec.reference import ENDPOINTS
 from hoodyexec.shared import SharedStore
+
+from .scriptenv import local_invoker
 
 
 async def _one_worker() -> list[int]:
