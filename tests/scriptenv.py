@@ -72,3 +72,25 @@ def local_invoker(home: Home) -> Any:
     catalog = Catalog(home.scripts, table_for)
     sink = ScriptsSink(catalog, SharedStore(home.db), LogBook(home.logs), Executor(threads=4))
     return Invoker(sink, catalog)
+
+
+def management_app(home: Home, **kw: Any) -> Any:
+    """The control worker's management app in-process: one live worker, shared
+    state and script runs (route/test) through an in-process worker engine."""
+    from hoodyexec.http.management import create_management
+    from hoodyexec.shared import SharedStore
+
+    async def one_worker() -> list[int]:
+        return [3]
+
+    options: dict[str, Any] = {
+        "started": 0.0,
+        "master_pid": 1,
+        "control_pid": 2,
+        "worker_pids": one_worker,
+        "home": home,
+        "shared": SharedStore(home.db),
+        "invoke": local_invoker(home),
+    }
+    options.update(kw)
+    return create_management(**options)

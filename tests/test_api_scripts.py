@@ -8,27 +8,15 @@ import falcon.testing
 import pytest
 
 from hoodyexec.home import Home
-from hoodyexec.http.management import create_management
 
-from .scriptenv import local_invoker
-
-
-async def _no_workers() -> list[int]:
-    return []
+from .scriptenv import management_app
 
 
 @pytest.fixture
 def api(tmp_path):
     home = Home(str(tmp_path / "home"))
     home.prepare()
-    app = create_management(
-        started=0.0,
-        master_pid=1,
-        control_pid=2,
-        worker_pids=_no_workers,
-        home=home,
-        invoke=local_invoker(home),
-    )
+    app = management_app(home)
     client = falcon.testing.TestClient(app)
     client.home = home
     return client

@@ -173,28 +173,11 @@ def test_an_unexpected_error_names_no_machine_path():
 def test_shared_state_api_is_keyed_by_instance_and_creates_none_for_unknown_hosts(tmp_path):
     import falcon.testing
 
-    from hoodyexec.http.management import create_management
-    from hoodyexec.shared import SharedStore
-
-    from .scriptenv import local_invoker
+    from .scriptenv import management_app
 
     env = ScriptEnv(tmp_path)
     env.write("inc.py", "return shared.incr('hits')\n")
-
-    async def no_workers() -> list[int]:
-        return []
-
-    api = falcon.testing.TestClient(
-        create_management(
-            started=0.0,
-            master_pid=1,
-            control_pid=2,
-            worker_pids=no_workers,
-            home=env.home,
-            shared=SharedStore(env.home.db),
-            invoke=local_invoker(env.home),
-        )
-    )
+    api = falcon.testing.TestClient(management_app(env.home))
     assert env.get("/inc").json == 1  # Host of falcon's test client → default/1
     base = "/api/v1/exec/shared-state/"
     for host in ("127.0.0.1", "localhost:8080", "exec-1.localhost"):  # all name default/1

@@ -13,11 +13,9 @@ import pytest
 from hoodyexec import files, magic
 from hoodyexec.errors import HoodyError
 from hoodyexec.home import Home
-from hoodyexec.http.management import create_management
 from hoodyexec.http.scripts import _decode_raw, parse_body
-from hoodyexec.shared import SharedStore
 
-from .scriptenv import ScriptEnv
+from .scriptenv import ScriptEnv, management_app
 
 B = "/api/v1/exec/scripts/"
 M = "/api/v1/exec/magic-comments/"
@@ -25,22 +23,11 @@ R = "/api/v1/exec/route/"
 T = "/api/v1/exec/templates/"
 
 
-async def _no_workers() -> list[int]:
-    return []
-
-
 @pytest.fixture
 def api(tmp_path):
     home = Home(str(tmp_path / "home"))
     home.prepare()
-    app = create_management(
-        started=0.0,
-        master_pid=1,
-        control_pid=2,
-        worker_pids=_no_workers,
-        home=home,
-        shared=SharedStore(home.db),
-    )
+    app = management_app(home)
     client = falcon.testing.TestClient(app)
     client.home = home
     client.root = home.instance_dir()

@@ -8,30 +8,16 @@ import yaml
 from openapi_spec_validator import validate
 
 from hoodyexec.home import Home
-from hoodyexec.http.management import create_management
 from hoodyexec.reference import ENDPOINTS
-from hoodyexec.shared import SharedStore
 
-from .scriptenv import local_invoker
-
-
-async def _one_worker() -> list[int]:
-    return [3]
+from .scriptenv import management_app
 
 
 @pytest.fixture
 def app(tmp_path):
     home = Home(str(tmp_path / "home"))
     home.prepare()
-    return create_management(
-        started=0.0,
-        master_pid=1,
-        control_pid=2,
-        worker_pids=_one_worker,
-        home=home,
-        shared=SharedStore(home.db),
-        invoke=local_invoker(home),
-    )
+    return management_app(home)
 
 
 def test_document_is_valid_and_describes_every_reference_endpoint(app):
