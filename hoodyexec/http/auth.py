@@ -20,7 +20,7 @@ HEALTH_PATH = MANAGEMENT_PREFIX + "/health"
 class TokenCheck:
     """With a token configured, every management call but health needs it.
 
-    SPEC §5: the OpenAPI documents (``/openapi.json|yaml``) and health are public.
+    The OpenAPI documents (``/openapi.json|yaml``) and health are public.
     """
 
     __slots__ = ("token",)
