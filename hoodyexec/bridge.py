@@ -23,6 +23,9 @@ ASGIApp = Callable[
     [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
 ]
 
+# ASGI scope key: pid of the request worker that forwarded the call.
+WORKER_PID = "hoodyexec.worker_pid"
+
 _ERROR_BODY = b'{"error":"internal error in the control worker"}'
 
 
@@ -42,6 +45,7 @@ def scope_for(req: HttpRequest) -> Scope:
         "client": req.client,
         "server": req.server,
         "state": {},
+        WORKER_PID: req.worker_pid,  # the request worker that forwarded this call
     }
 
 

@@ -214,9 +214,14 @@ class ControlServer:
         return sent
 
     async def ask(
-        self, topic: str, data: Mapping[str, Any] | None = None, wait_link: float = 5.0
+        self,
+        topic: str,
+        data: Mapping[str, Any] | None = None,
+        wait_link: float = 5.0,
+        avoid: int = 0,
     ) -> Reply:
-        """Ask one linked worker (round robin) and wait for its reply.
+        """Ask one linked worker (round robin, not ``avoid`` when another is
+        linked) and wait for its reply.
 
         No time limit here: the worker bounds the work. If the asker is
         cancelled (its HTTP client left), the worker is told to stop; if the
@@ -227,7 +232,7 @@ class ControlServer:
             if time.monotonic() > deadline:
                 raise ControlUnavailable("no request worker is linked to run this")
             await asyncio.sleep(0.05)
-        pids = sorted(self.links)
+        pids = sorted(p for p in self.links if p != avoid) or sorted(self.links)
         pid = pids[next(self._turn) % len(pids)]
         link = self.links[pid]
         qid = next(self._ids)

@@ -90,7 +90,17 @@ def management_app(home: Home, **kw: Any) -> Any:
         "worker_pids": one_worker,
         "home": home,
         "shared": SharedStore(home.db),
-        "invoke": local_invoker(home),
+        "invoke": _in_process(local_invoker(home)),
     }
     options.update(kw)
     return create_management(**options)
+
+
+def _in_process(invoker: Any) -> Any:
+    """The control side's ``invoke(data, avoid)`` answered by an in-process worker engine."""
+
+    async def invoke(data: dict[str, Any], avoid: int = 0) -> dict[str, Any]:
+        result: dict[str, Any] = await invoker(data)
+        return result
+
+    return invoke

@@ -80,6 +80,15 @@ def test_route_test_of_an_exiting_script_keeps_the_kit_up(faultkit):
         assert r.status == 200 and r.json()["status"] == 500, r
     after = faultkit.wait_healthy()
     assert after["control"] == before["control"] and after["master"] == before["master"]
+    # os._exit(3) through route/test: the worker running it dies and is replaced
+    put(faultkit, "die3.py", "import os\nos._exit(3)\n")
+    r = faultkit.request("POST", "/api/v1/exec/route/test", body={"path": "/die3"})
+    assert r.status == 502 and "exited" in r.json()["error"], r
+    after = faultkit.wait_healthy(
+        timeout=10, predicate=lambda h: set(h["workers"]) != set(before["workers"])
+    )
+    assert after["control"] == before["control"] and after["master"] == before["master"]
+    assert faultkit.proc.poll() is None
 
 
 @pytest.mark.parametrize("code", [3, 4, 1])

@@ -89,8 +89,8 @@ class ControlWorker:
             db.migrate(conn)
             server = ControlServer(self.home.control_socket)
 
-            async def invoke(data: dict[str, Any]) -> dict[str, Any]:
-                reply = await server.ask("invoke", data)
+            async def invoke(data: dict[str, Any], avoid: int = 0) -> dict[str, Any]:
+                reply = await server.ask("invoke", data, avoid=avoid)
                 if reply.error is not None:
                     raise HoodyError(reply.error, status=int(reply.data.get("status", 500)))
                 return reply.data

@@ -18,6 +18,7 @@ import falcon
 import falcon.asgi
 import msgspec
 
+from ..bridge import WORKER_PID
 from ..errors import BadRequest, ControlUnavailable
 from ..home import Home
 from ..scriptstore import describe_listed, unreadable
@@ -28,7 +29,7 @@ from .router import RouteTable, scan
 _encode = msgspec.json.Encoder().encode
 # route/test keeps at most this much of a script's answer (then "truncated": true).
 TEST_BODY_LIMIT = 1024 * 1024
-Invoke = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+Invoke = Callable[[dict[str, Any], int], Awaitable[dict[str, Any]]]
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
 _VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -191,6 +192,8 @@ class RoutesAPI:
         # User code never runs in the control worker: a request worker runs it
         # under the script's @timeout, keeps at most 1 MiB of its answer, and
         # stops when this call's client leaves (the bridge cancels us).
+        # Run it in another worker than the one forwarding this call, so a
+        # script that kills its worker cannot take this call's client with it.
         answer = await self.invoke(
             {
                 "subdomain": scope.subdomain,
@@ -202,7 +205,8 @@ class RoutesAPI:
                 "body": raw,
                 "trigger": "test",
                 "limit": TEST_BODY_LIMIT,
-            }
+            },
+            req.scope.get(WORKER_PID, 0),
         )
         data = answer["body"]
         out_headers = {k: v for k, v in answer["headers"]}
