@@ -7,7 +7,7 @@
 # hoodyexec.yaml, HOODYEXEC_* variables or flags instead.
 # Any gunicorn setting may be added (see gunicorn's settings reference).
 
-# The worker class is set by hoodyexec itself (workers.asgi.HoodyASGIWorker:
+# The worker class is set by hoodyexec itself (hoodyexec.workers.asgi.HoodyASGIWorker:
 # gunicorn's native asyncio "asgi" worker plus a request-head timeout and
 # bounded request bodies); it cannot be changed here.
 asgi_lifespan = "on"  # the request worker links to the control worker on startup

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from .errors import ConfigError
+from hoodyexec.errors import ConfigError
 
 ENV_PREFIX = "HOODYEXEC_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"

@@ -17,7 +17,7 @@ import contextlib
 import os
 from importlib import resources
 
-from .files import is_temp_name, write_atomic
+from hoodyexec.files import is_temp_name, write_atomic
 
 DIR_MODE = 0o700
 DEFAULT_SUBDOMAIN = "default"

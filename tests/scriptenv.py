@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import falcon.testing
+from hoodyexec.workers.request import load_app
 
 from hoodyexec.config import parse_cli
 from hoodyexec.home import Home
-from workers.request import load_app
 
 
 class ScriptEnv:
@@ -61,24 +61,26 @@ class ScriptEnv:
 
 def local_invoker(home: Home) -> Any:
     """A request worker's ``invoke`` handler in-process (what route/test asks over the link)."""
-    from hoodyexec.catalog import Catalog
-    from hoodyexec.executor import Executor
-    from hoodyexec.http.invoke import Invoker
+    from hoodyexec.engine.capture import LogBook
+    from hoodyexec.engine.catalog import Catalog
+    from hoodyexec.engine.executor import Executor
+    from hoodyexec.engine.invoke import Invoker
     from hoodyexec.http.router import table_for
-    from hoodyexec.http.scripts import ScriptsSink
-    from hoodyexec.logs import LogBook
-    from hoodyexec.shared import SharedStore
+    from hoodyexec.http.sink import ScriptsSink, invoke_app
+    from hoodyexec.storage.sqlite import SqliteStore as SharedStore
 
     catalog = Catalog(home.scripts, table_for)
     sink = ScriptsSink(catalog, SharedStore(home.db), LogBook(home.logs), Executor(threads=4))
-    return Invoker(sink, catalog)
+    invoker = Invoker(invoke_app(sink), catalog)
+    invoker.sink = sink  # type: ignore[attr-defined] - for tests that look inside
+    return invoker
 
 
 def management_app(home: Home, **kw: Any) -> Any:
     """The control worker's management app in-process: one live worker, shared
     state and script runs (route/test) through an in-process worker engine."""
     from hoodyexec.http.management import create_management
-    from hoodyexec.shared import SharedStore
+    from hoodyexec.storage.sqlite import SqliteStore as SharedStore
 
     async def one_worker() -> list[int]:
         return [3]

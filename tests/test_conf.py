@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from gunicorn.app.base import Application
+from hoodyexec.workers.master import GUNICORN_DEFAULTS, HoodyApplication
 
 from hoodyexec import config
-from workers.master import GUNICORN_DEFAULTS, HoodyApplication
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,7 +38,7 @@ def test_application_maps_settings_onto_gunicorn(tmp_path):
     )
     app = HoodyApplication(settings)
     cfg = app.cfg
-    assert cfg.worker_class_str == "workers.asgi.HoodyASGIWorker"
+    assert cfg.worker_class_str == "hoodyexec.workers.asgi.HoodyASGIWorker"
     assert cfg.workers == 3 and cfg.graceful_timeout == 7
     assert cfg.bind == ["127.0.0.1:8080"]
     assert cfg.pidfile == str(tmp_path / "run" / "hoodyexec.pid")

@@ -81,7 +81,7 @@ def _rows(env) -> list[str]:
 def test_distinct_hosts_grow_neither_memory_nor_the_database(env):
     import os
 
-    from hoodyexec.http.scripts import HOST_CACHE, ScriptsSink
+    from hoodyexec.http.sink import HOST_CACHE, ScriptsSink
 
     env.write("counter.py", "return {'n': shared.incr('n')}\n")
     os.makedirs(os.path.join(env.home.scripts, "api", "7"))

@@ -10,10 +10,11 @@ from typing import Any
 import falcon.testing
 import pytest
 
-from hoodyexec import files, magic
+from hoodyexec import files
+from hoodyexec.engine import magic
 from hoodyexec.errors import HoodyError
 from hoodyexec.home import Home
-from hoodyexec.http.scripts import _decode_raw, parse_body
+from hoodyexec.http.sink import _decode_raw, parse_body
 
 from .scriptenv import ScriptEnv, management_app
 
@@ -152,8 +153,8 @@ def test_dot_files_added_after_the_first_request_are_not_routed(tmp_path):
 
 
 def test_one_predicate_for_hidden_names():
+    from hoodyexec.engine.routes import NotRoutable, is_hidden, route_for
     from hoodyexec.http.router import RouteTable
-    from hoodyexec.routes import NotRoutable, is_hidden, route_for
 
     assert is_hidden(".x.py") and is_hidden("a/.b/c.py") and is_hidden("node_modules/x.py")
     assert not is_hidden("a/b.py") and not is_hidden("_lib.py")

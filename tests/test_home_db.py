@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from hoodyexec import db
 from hoodyexec.home import Home
+from hoodyexec.storage import sqlite as db
 
 
 def mode(path) -> int:

@@ -12,7 +12,7 @@ import pytest
 from hoodyexec import __version__
 from hoodyexec.http.gateway import create_gateway
 from hoodyexec.http.management import create_management
-from hoodyexec.link import ControlServer
+from hoodyexec.ipc.hub import ControlServer
 
 
 async def two_workers() -> list[int]:
@@ -123,7 +123,7 @@ def test_gateway_without_control_worker_is_503_with_retry_after(sock_path):
 
 
 def test_shared_state_endpoints(tmp_path):
-    from hoodyexec.shared import SharedStore
+    from hoodyexec.storage.sqlite import SqliteStore as SharedStore
 
     store = SharedStore(str(tmp_path / "s.db"))
     app = create_management(

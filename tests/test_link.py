@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hoodyexec import link, protocol
 from hoodyexec.errors import ControlUnavailable
-from hoodyexec.protocol import HttpRequest
+from hoodyexec.ipc import client as link_client
+from hoodyexec.ipc import hub, protocol
+from hoodyexec.ipc.protocol import HttpRequest
 
 
 @pytest.fixture
@@ -43,11 +44,11 @@ def test_frames_roundtrip_every_message_type():
 
 def test_broadcast_and_gather_reach_every_worker(sock_path):
     async def main():
-        server = link.ControlServer(sock_path)
+        server = hub.ControlServer(sock_path)
         await server.start()
         got: dict[int, list] = {1: [], 2: []}
         clients = [
-            link.LinkClient(
+            link_client.LinkClient(
                 sock_path,
                 pid,
                 on_broadcast={"reload": got[pid].append},
@@ -89,13 +90,13 @@ def test_broadcast_and_gather_reach_every_worker(sock_path):
 
 def test_link_client_reconnects_after_control_restart(sock_path):
     async def main():
-        server = link.ControlServer(sock_path)
+        server = hub.ControlServer(sock_path)
         await server.start()
-        client = link.LinkClient(sock_path, 9, on_query={"status": lambda d: {"ok": True}})
+        client = link_client.LinkClient(sock_path, 9, on_query={"status": lambda d: {"ok": True}})
         client.start()
         await asyncio.wait_for(client.connected.wait(), 2)
         await server.close()
-        server2 = link.ControlServer(sock_path)
+        server2 = hub.ControlServer(sock_path)
         await server2.start()
         for _ in range(200):
             if 9 in server2.links:
@@ -130,18 +131,18 @@ async def streaming_app(scope, receive, send):
 
 def test_forward_runs_the_app_and_streams_back(sock_path):
     async def main():
-        server = link.ControlServer(sock_path, streaming_app)
+        server = hub.ControlServer(sock_path, streaming_app)
         await server.start()
         req = HttpRequest(method="POST", path="/echo", query_string=b"?q", body=b"hello")
-        answer = await link.forward(sock_path, req)
+        answer = await link_client.forward(sock_path, req)
         assert answer.start.status == 200 and (b"x-path", b"/echo") in answer.start.headers
         assert answer.first == b"hello?q" and answer.rest is None
 
-        answer = await link.forward(sock_path, HttpRequest(method="GET", path="/stream"))
+        answer = await link_client.forward(sock_path, HttpRequest(method="GET", path="/stream"))
         chunks = [answer.first] + [c async for c in answer.rest]
         assert b"".join(chunks) == b"part0;part1;part2;"
 
-        answer = await link.forward(sock_path, HttpRequest(method="GET", path="/boom"))
+        answer = await link_client.forward(sock_path, HttpRequest(method="GET", path="/boom"))
         assert answer.start.status == 500 and b"error" in answer.first
         await server.close()
 
@@ -153,7 +154,9 @@ def test_forward_gives_up_when_no_control_worker(sock_path):
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         with pytest.raises(ControlUnavailable) as err:
-            await link.forward(sock_path, HttpRequest(method="GET", path="/x"), connect_timeout=0.3)
+            await link_client.forward(
+                sock_path, HttpRequest(method="GET", path="/x"), connect_timeout=0.3
+            )
         assert err.value.status == 503
         assert 0.2 < loop.time() - t0 < 2
 
@@ -164,12 +167,12 @@ def test_forward_waits_for_a_restarting_control_worker(sock_path):
     async def main():
         async def late_start():
             await asyncio.sleep(0.3)
-            server = link.ControlServer(sock_path, streaming_app)
+            server = hub.ControlServer(sock_path, streaming_app)
             await server.start()
             return server
 
         starter = asyncio.create_task(late_start())
-        answer = await link.forward(
+        answer = await link_client.forward(
             sock_path, HttpRequest(method="GET", path="/late"), connect_timeout=3
         )
         assert answer.start.status == 200
@@ -180,9 +183,9 @@ def test_forward_waits_for_a_restarting_control_worker(sock_path):
 
 def test_close_leaves_a_successors_socket_alone(sock_path):
     async def main():
-        old = link.ControlServer(sock_path)
+        old = hub.ControlServer(sock_path)
         await old.start()
-        new = link.ControlServer(sock_path)
+        new = hub.ControlServer(sock_path)
         await new.start()  # replaces the path, as a new control worker does
         await old.close()
         assert Path(sock_path).exists()

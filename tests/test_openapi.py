@@ -7,8 +7,8 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
+from hoodyexec.features.openapi.reference import ENDPOINTS
 from hoodyexec.home import Home
-from hoodyexec.reference import ENDPOINTS
 
 from .scriptenv import management_app
 

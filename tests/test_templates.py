@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from hoodyexec import magic
+from hoodyexec.engine import magic
 from hoodyexec.errors import HoodyError
-from hoodyexec.templates import (
+from hoodyexec.features.templates.service import (
     BUILTINS,
     Template,
     TemplateConflict,

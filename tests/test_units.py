@@ -8,11 +8,11 @@ import threading
 
 import pytest
 
-from hoodyexec import compiler, magic
-from hoodyexec.compiler import ScriptLoadError
+from hoodyexec.engine import compiler, magic
+from hoodyexec.engine.compiler import ScriptLoadError
+from hoodyexec.engine.routes import NotRoutable, is_reserved, route_for
 from hoodyexec.http.router import RouteTable
-from hoodyexec.routes import NotRoutable, is_reserved, route_for
-from hoodyexec.shared import SharedStore
+from hoodyexec.storage.sqlite import SqliteStore as SharedStore
 
 
 # -- routes -------------------------------------------------------------------
@@ -315,7 +315,7 @@ def test_store_incr_is_atomic_across_processes(tmp_path):
 def test_pool_interrupts_python_code_and_replaces_stuck_threads():
     import time as _time
 
-    from hoodyexec.executor import ScriptTimeout, ThreadPool
+    from hoodyexec.engine.executor import ScriptTimeout, ThreadPool
 
     tripped = []
     pool = ThreadPool(2, on_stuck_limit=lambda: tripped.append(True), stuck_limit=2)
@@ -346,7 +346,7 @@ def test_catalog_without_inotify_falls_back_to_stat(tmp_path):
     import os as _os
     import time as _time
 
-    from hoodyexec.catalog import Catalog
+    from hoodyexec.engine.catalog import Catalog
 
     root = tmp_path / "scripts"
     inst_dir = root / "default" / "1"
@@ -378,7 +378,7 @@ def test_unstarted_stream_gives_its_concurrency_slot_back(tmp_path):
 
     env = ScriptEnv(tmp_path)
     env.write("gen.py", "for i in range(3):\n    yield i\n")
-    from workers.request import load_app
+    from hoodyexec.workers.request import load_app
 
     app = load_app(env.settings, env.home, link=False)
     sink = next(s for _, s, _ in app._sinks if hasattr(s, "inflight"))
@@ -415,7 +415,7 @@ def test_unstarted_stream_gives_its_concurrency_slot_back(tmp_path):
 
 
 def test_script_logs_keep_a_bounded_number_of_files_open(tmp_path, monkeypatch):
-    from hoodyexec import logs
+    from hoodyexec.engine import capture as logs
 
     monkeypatch.setattr(logs, "MAX_OPEN_LOGS", 5)
     book = logs.LogBook(str(tmp_path))

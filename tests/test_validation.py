@@ -9,8 +9,8 @@ from textwrap import dedent
 
 import pytest
 
-from hoodyexec import validation
-from hoodyexec.validation import (
+from hoodyexec.features.validate import service as validation
+from hoodyexec.features.validate.service import (
     DISTRIBUTION_HINTS,
     check_dependencies,
     check_magic,

@@ -15,13 +15,12 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from hoodyexec import db
 from hoodyexec.config import Settings
 from hoodyexec.errors import HoodyError
 from hoodyexec.home import Home
 from hoodyexec.http.management import create_management
-from hoodyexec.link import ControlServer
-from hoodyexec.shared import SharedStore
+from hoodyexec.ipc.hub import ControlServer
+from hoodyexec.storage import sqlite
 
 log = logging.getLogger("hoodyexec.control")
 
@@ -85,8 +84,8 @@ class ControlWorker:
         loop.add_signal_handler(signal.SIGQUIT, self._request_stop, False)
 
         try:
-            conn = db.connect(self.home.db)
-            db.migrate(conn)
+            conn = sqlite.connect(self.home.db)
+            sqlite.migrate(conn)
             server = ControlServer(self.home.control_socket)
 
             async def invoke(data: dict[str, Any], avoid: int = 0) -> dict[str, Any]:
@@ -106,7 +105,7 @@ class ControlWorker:
                 worker_pids=worker_pids,
                 expected_workers=self.settings.workers,
                 token=self.settings.token,
-                shared=SharedStore(self.home.db),
+                shared=sqlite.SqliteStore(self.home.db),
                 home=self.home,
                 host_pattern=self.settings.host_pattern,
                 invoke=invoke,

@@ -24,13 +24,12 @@ from gunicorn.app.base import Application, BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 from gunicorn.workers.workertmp import WorkerTmp
+from hoodyexec.workers import control, request
 
 from hoodyexec import config
 from hoodyexec.config import Settings
 from hoodyexec.errors import ConfigError
 from hoodyexec.home import Home
-
-from . import control, request
 
 # Embedded gunicorn defaults; conf/gunicorn.conf.py mirrors them for operators.
 GUNICORN_DEFAULTS: dict[str, Any] = {
@@ -57,7 +56,7 @@ def gunicorn_settings(settings: Settings, home: Home) -> dict[str, Any]:
         "accesslog": "-" if settings.access_log else None,
         "pidfile": home.pidfile,
         "control_socket": home.gunicorn_ctl,
-        "worker_class": "workers.asgi.HoodyASGIWorker",
+        "worker_class": "hoodyexec.workers.asgi.HoodyASGIWorker",
         "asgi_lifespan": "on",
         "preload_app": False,
     }

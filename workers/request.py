@@ -13,23 +13,24 @@ import gc
 import os
 from typing import Any
 
-from hoodyexec import db, logs
-from hoodyexec.catalog import Catalog
 from hoodyexec.config import Settings
-from hoodyexec.executor import Executor, guard_forks
+from hoodyexec.engine import capture as logs
+from hoodyexec.engine.catalog import Catalog
+from hoodyexec.engine.executor import Executor, guard_forks
+from hoodyexec.engine.hosts import HostMap
+from hoodyexec.engine.invoke import Invoker
 from hoodyexec.home import Home
 from hoodyexec.http.gateway import create_gateway
-from hoodyexec.http.invoke import Invoker
 from hoodyexec.http.router import table_for
-from hoodyexec.http.scripts import HostMap, ScriptsSink
-from hoodyexec.shared import SharedStore
+from hoodyexec.http.sink import ScriptsSink, invoke_app
+from hoodyexec.storage import sqlite
 
 
 def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True):  # noqa: ANN201
     # Shared state lives here; an unusable file is a boot error.
-    db.connect(home.db).close()
+    sqlite.connect(home.db).close()
     catalog = Catalog(home.scripts, table_for, default_timeout=settings.script_timeout)
-    shared = SharedStore(home.db)
+    shared = sqlite.SqliteStore(home.db)
     executor = Executor(threads=settings.threads, threshold=settings.inline_threshold_ms / 1000.0)
     sink = ScriptsSink(
         catalog,
@@ -66,7 +67,7 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
         age=age,
         link_client=link,
         on_broadcast={"invalidate": invalidate, "cache.clear": clear_cache},
-        on_query={"scripts": status, "invoke": Invoker(sink, catalog)},
+        on_query={"scripts": status, "invoke": Invoker(invoke_app(sink), catalog)},
         on_startup=[start],
         on_shutdown=[shared.close],
         token=settings.token,

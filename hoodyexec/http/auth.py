@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 
-from ..errors import Unauthorized
+from hoodyexec.errors import Unauthorized
 
 MANAGEMENT_PREFIX = "/api/v1/exec"
 HEALTH_PATH = MANAGEMENT_PREFIX + "/health"

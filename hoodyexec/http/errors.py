@@ -9,7 +9,7 @@ import falcon
 import falcon.asgi
 import msgspec
 
-from ..errors import HoodyError
+from hoodyexec.errors import HoodyError
 
 log = logging.getLogger("hoodyexec.http")
 _encode = msgspec.json.Encoder().encode

@@ -18,11 +18,11 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from .. import link
-from ..errors import HoodyError
-from ..protocol import HttpRequest
-from . import errors
-from .auth import TokenCheck
+from hoodyexec.errors import HoodyError
+from hoodyexec.http import errors
+from hoodyexec.http.auth import TokenCheck
+from hoodyexec.ipc import client as link
+from hoodyexec.ipc.protocol import HttpRequest
 
 log = logging.getLogger("hoodyexec.gateway")
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 from falcon.routing import CompiledRouter
 
-from ..routes import NotRoutable, Route, is_hidden, route_for, skip_name
+from hoodyexec.engine.routes import NotRoutable, Route, is_hidden, route_for, skip_name
 
 log = logging.getLogger("hoodyexec.router")
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(:path)?\}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -18,18 +17,17 @@ import falcon
 import falcon.asgi
 import msgspec
 
-from ..bridge import WORKER_PID
-from ..errors import BadRequest, ControlUnavailable
-from ..home import Home
-from ..scriptstore import describe_listed, unreadable
-from . import errors
-from .api_scripts import ScriptsAPI, flag, json_body, need
-from .router import RouteTable, scan
+from hoodyexec.engine.store import describe_listed, unreadable
+from hoodyexec.errors import BadRequest, ControlUnavailable
+from hoodyexec.http import errors
+from hoodyexec.http.body import flag, json_body, need
+from hoodyexec.http.context import Context
+from hoodyexec.http.router import RouteTable, scan
+from hoodyexec.ipc.bridge import WORKER_PID
 
 _encode = msgspec.json.Encoder().encode
 # route/test keeps at most this much of a script's answer (then "truncated": true).
 TEST_BODY_LIMIT = 1024 * 1024
-Invoke = Callable[[dict[str, Any], int], Awaitable[dict[str, Any]]]
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
 _VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -61,10 +59,9 @@ def _file_state(scope: Any, rel: str, with_meta: bool) -> dict[str, Any] | None:
 
 
 class RoutesAPI:
-    def __init__(self, scripts: ScriptsAPI, home: Home, invoke: Invoke | None = None) -> None:
-        self.scripts = scripts
-        self.home = home
-        self.invoke = invoke  # runs a script in a request worker (ControlServer.ask)
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.invoke = ctx.invoke  # runs a script in a request worker (ControlServer.ask)
 
     def _table(self, scope: Any) -> RouteTable:
         routes, invalid = scan(scope.root)
@@ -72,7 +69,7 @@ class RoutesAPI:
 
     async def on_post_discover(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req, required=False)
-        scope = self.scripts.scope(req, body)
+        scope = self.ctx.scope(req, body)
         base = body.get("baseDir") or ""
         if not isinstance(base, str):
             raise BadRequest("baseDir must be a string", field="baseDir")
@@ -117,7 +114,7 @@ class RoutesAPI:
 
     async def on_post_resolve(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req)
-        scope = self.scripts.scope(req, body)
+        scope = self.ctx.scope(req, body)
         path = body.get("path") or body.get("url") or body.get("route")
         if not isinstance(path, str) or not path:
             raise BadRequest("path is required (a URL path such as /api/users/42)", field="path")
@@ -145,14 +142,14 @@ class RoutesAPI:
 
     async def on_post_test(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req)
-        scope = self.scripts.scope(req, body)
+        scope = self.ctx.scope(req, body)
         path = need(body, "path")
         split = urlsplit(path)
         url_path = split.path or "/"
         if not url_path.startswith("/"):
             url_path = "/" + url_path
         if url_path.endswith(".py"):  # a script file was given: test its route
-            from ..routes import NotRoutable, route_for
+            from hoodyexec.engine.routes import NotRoutable, route_for
 
             try:
                 url_path = route_for(url_path.lstrip("/")).templates[0]
@@ -244,10 +241,10 @@ class RoutesAPI:
         )
 
 
-def register(
-    app: falcon.asgi.App, scripts: ScriptsAPI, home: Home, invoke: Invoke | None = None
-) -> None:
-    api = RoutesAPI(scripts, home, invoke)
+def register(app: falcon.asgi.App, ctx: Context) -> None:
+    if ctx.home is None:
+        return
+    api = RoutesAPI(ctx)
     base = "/api/v1/exec/route/"
     app.add_route(base + "discover", api, suffix="discover")
     app.add_route(base + "resolve", api, suffix="resolve")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.parser
-import email.policy
 import hmac
 import inspect
 import itertools
@@ -19,34 +17,34 @@ import re
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from urllib.parse import parse_qs
 
 import falcon
 import falcon.asgi
 import msgspec
 
-from ..catalog import Catalog
-from ..compiler import Entry, Script, ScriptLoadError
-from ..errors import HoodyError
-from ..executor import (
+from hoodyexec.engine.capture import Console, LogBook, current, finish
+from hoodyexec.engine.catalog import Catalog
+from hoodyexec.engine.compiler import Entry, Script, ScriptLoadError
+from hoodyexec.engine.executor import (
     Executor,
     ScriptRaised,
     ScriptTimeout,
     forked_child,
     leave_forked_child,
 )
-from ..logs import Console, LogBook, current, finish
-from ..runtime import Metadata, Req, Res
-from ..shared import Shared, SharedStore
+from hoodyexec.engine.hosts import HOST_CACHE, HostMap
+from hoodyexec.engine.invoke import INVOKE_TARGET
+from hoodyexec.engine.runtime import Metadata, Req, Res, Shared
+from hoodyexec.errors import HoodyError
+from hoodyexec.http import errors
+from hoodyexec.http.body import parse_body
+from hoodyexec.storage.base import SharedStore
 
 log = logging.getLogger("hoodyexec.scripts")
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
 _FIELD_PATH = re.compile(r"at `(\$[^`]*)`")
-DEFAULT_HOST_PATTERN = (
-    r"^(?:(?P<subdomain>[A-Za-z0-9_-]+)\.)?exec-(?P<execId>[A-Za-z0-9_-]+)(?:[.:]|$)"
-)
 
 
 class AIUnavailable:
@@ -64,94 +62,9 @@ class AIUnavailable:
 _AI = AIUnavailable()
 
 
-class HostMap:
-    """``Host`` header → (subdomain, execId, hostname); unknown hosts → default/1."""
-
-    __slots__ = ("pattern", "_cache")
-
-    def __init__(self, pattern: str = DEFAULT_HOST_PATTERN) -> None:
-        self.pattern = re.compile(pattern)
-        self._cache: dict[str, tuple[str, str, str]] = {}
-
-    def resolve(self, host: str) -> tuple[str, str, str]:
-        hit = self._cache.get(host)
-        if hit is not None:
-            return hit
-        hostname = (
-            host.rsplit(":", 1)[0] if host.count(":") == 1 else host.strip("[]").split("]")[0]
-        )
-        hostname = hostname.lower()
-        m = self.pattern.search(host.lower())
-        sub, eid = "default", "1"
-        if m:
-            groups = m.groupdict()
-            sub = groups.get("subdomain") or "default"
-            eid = groups.get("execId") or "1"
-        out = (sub, eid, hostname)
-        if len(self._cache) < HOST_CACHE:
-            self._cache[host] = out
-        return out
-
-
 def _field(exc: Exception) -> str | None:
     m = _FIELD_PATH.search(str(exc))
     return m.group(1) if m else None
-
-
-def parse_body(raw: bytes, content_type: str | None) -> Any:
-    """Request body by content type; malformed JSON is a 400 before the script runs."""
-    if not raw:
-        return None
-    ct = (content_type or "").split(";", 1)[0].strip().lower()
-    if ct == "application/json" or ct.endswith("+json"):
-        try:
-            return _json_decode(raw)
-        except msgspec.DecodeError as exc:
-            raise HoodyError("Invalid JSON", status=400, detail=str(exc)) from None
-        except RecursionError:  # msgspec's answer to nesting like b"[" * 100000
-            raise HoodyError("Invalid JSON", status=400, detail="nested too deeply") from None
-    if ct == "application/x-www-form-urlencoded":
-        form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
-        return {k: v[0] if len(v) == 1 else v for k, v in form.items()}
-    if ct == "multipart/form-data":
-        return _multipart(raw, content_type or "")
-    if ct.startswith("text/"):
-        charset = "utf-8"
-        for piece in (content_type or "").split(";")[1:]:
-            key, _, value = piece.strip().partition("=")
-            if key.lower() == "charset" and value:
-                charset = value.strip('"')
-        try:
-            return raw.decode(charset, "replace")
-        except LookupError:
-            return raw.decode("utf-8", "replace")
-    return raw
-
-
-def _multipart(raw: bytes, content_type: str) -> dict[str, Any]:
-    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw
-    )
-    if not msg.is_multipart():
-        raise HoodyError("Invalid multipart body", status=400)
-    out: dict[str, Any] = {}
-    for part in msg.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not name:
-            continue
-        data = part.get_payload(decode=True) or b""
-        filename = part.get_filename()
-        value: Any
-        if filename is not None:
-            value = {"filename": filename, "content_type": part.get_content_type(), "data": data}
-        else:
-            value = data.decode(part.get_content_charset() or "utf-8", "replace")
-        if name in out:
-            prev = out[name]
-            out[name] = [*prev, value] if isinstance(prev, list) else [prev, value]
-        else:
-            out[name] = value
-    return out
 
 
 def _sse_event(item: Any) -> bytes:
@@ -182,11 +95,6 @@ def _chunk(item: Any) -> bytes:
 
 
 _SENTINEL = object()
-
-# Distinct Host values remembered per worker (each maps to an existing instance).
-HOST_CACHE = 4096
-# ASGI scope key: (instance, hostname, trigger) for a run without HTTP (invoke).
-INVOKE_TARGET = "hoodyexec.target"
 
 
 def _next_or_sentinel(it: Iterator[Any]) -> Any:
@@ -800,3 +708,14 @@ def _token_ok(req: falcon.asgi.Request, expected: str) -> bool:
     else:
         given = req.get_header("X-Hoody-Token") or req.get_param("token") or ""
     return hmac.compare_digest(given.encode(), secret.encode())
+
+
+def invoke_app(sink: ScriptsSink) -> falcon.asgi.App:
+    """The sink alone as an ASGI app: what ``engine.invoke.Invoker`` runs a
+    script through when there is no HTTP request (route/test, schedules)."""
+    app = falcon.asgi.App()
+    app.req_options.strip_url_path_trailing_slash = False
+    app.req_options.auto_parse_qs_csv = False
+    errors.install(app)
+    app.add_sink(sink, prefix="/")
+    return app

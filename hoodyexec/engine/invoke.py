@@ -3,7 +3,7 @@
 The control worker never runs user code (its loop must stay free for the
 management API): ``route/test`` — and later schedules — ask a request worker
 over the link (query topic ``invoke``), and this module runs the call through
-the worker's own scripts engine (same compiled cache, executor, shared state
+the worker's own scripts sink (same compiled cache, executor, shared state
 and logs as real calls) on a synthetic ASGI request that names its instance
 directly, so no Host header is forged.
 
@@ -15,19 +15,23 @@ answer to be written), at most ``limit`` bytes of collected body (then
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import falcon.asgi
 import msgspec
 
-from ..catalog import Catalog
-from ..compiler import Script
-from ..errors import BadRequest, NotFound
-from . import errors
-from .scripts import INVOKE_TARGET, ScriptsSink
+from hoodyexec.engine.catalog import Catalog
+from hoodyexec.engine.compiler import Script
+from hoodyexec.errors import BadRequest, NotFound
 
+log = logging.getLogger("hoodyexec.invoke")
+ASGIApp = Callable[..., Awaitable[None]]
+
+# ASGI scope key: (instance, hostname, trigger) for a run without HTTP; the
+# scripts sink takes its target from here instead of the Host header.
+INVOKE_TARGET = "hoodyexec.target"
 DEFAULT_LIMIT = 1024 * 1024
 GRACE = 1.0  # seconds past @timeout for the response to be written
 
@@ -46,17 +50,12 @@ class InvokeRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Invoker:
-    """The worker side of ``invoke``: one synthetic request through the sink."""
+    """The worker side of ``invoke``: one synthetic request through ``app``, the
+    worker's scripts sink as an ASGI app (``http.sink.invoke_app``)."""
 
-    def __init__(self, sink: ScriptsSink, catalog: Catalog) -> None:
-        self.sink = sink
-        self.catalog = catalog
-        app = falcon.asgi.App()
-        app.req_options.strip_url_path_trailing_slash = False
-        app.req_options.auto_parse_qs_csv = False
-        errors.install(app)
-        app.add_sink(sink, prefix="/")
+    def __init__(self, app: ASGIApp, catalog: Catalog) -> None:
         self.app = app
+        self.catalog = catalog
 
     def _timeout(self, inst: Any, path: str) -> float:
         """The script's @timeout in seconds (the default one when it cannot load)."""
@@ -149,7 +148,7 @@ async def _run(
             except BaseException:  # noqa: BLE001 - the run is over either way
                 pass
         elif not task.cancelled() and task.exception() is not None:
-            errors.log.error("invoke failed: %r", task.exception())
+            log.error("invoke failed: %r", task.exception())
     return {
         "status": start.get("status", 504 if timed_out else 500),
         "headers": [

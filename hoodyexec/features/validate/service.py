@@ -25,8 +25,8 @@ from typing import Any
 
 import msgspec
 
-from . import compiler
-from . import magic as magic_mod
+from hoodyexec.engine import compiler
+from hoodyexec.engine import magic as magic_mod
 
 Item = dict[str, Any]
 

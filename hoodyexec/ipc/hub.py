@@ -1,10 +1,10 @@
-"""The Unix-socket link between the control worker and the request workers.
+"""The control worker's side of the control socket.
 
-``ControlServer`` runs in the control worker. Request workers keep one
-``LinkClient`` connection each (registered by a ``Hello`` frame) over which the
-control worker broadcasts notices and fans out queries. Management HTTP requests
-arrive on short-lived *forward* connections (see ``forward``) and are answered by
-running the control worker's ASGI app on them (``bridge.serve``).
+Request workers keep one link each (registered by a ``Hello`` frame) over which
+the hub broadcasts notices, fans out queries (``gather``) and asks one worker
+to do something (``ask``: run a script). Management HTTP requests arrive on
+short-lived *forward* connections and are answered by running the management
+ASGI app on them (``bridge.serve``).
 """
 
 from __future__ import annotations
@@ -15,32 +15,27 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from . import bridge
-from .errors import ControlUnavailable, HoodyError
-from .protocol import (
+from hoodyexec.errors import ControlUnavailable, HoodyError
+from hoodyexec.ipc import bridge
+from hoodyexec.ipc.protocol import (
     Broadcast,
     Cancel,
     Hello,
     HttpRequest,
     Query,
     Reply,
-    ResponseBody,
-    ResponseStart,
     encode,
     read_frame,
 )
 
-log = logging.getLogger("hoodyexec.link")
+log = logging.getLogger("hoodyexec.hub")
 
 # Seconds a reloaded control worker keeps accepting after its successor took the
 # socket path, to serve connections already queued in its backlog.
 BACKLOG_GRACE = 0.25
-
-BroadcastHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
-QueryHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]
 
 
 class _Link:
@@ -283,206 +278,3 @@ class WorkerGone(HoodyError):
     """The worker answering a query exited before it replied."""
 
     status = 502
-
-
-class LinkClient:
-    """Worker side of the link: registers, then serves broadcasts and queries.
-
-    It reconnects on its own when the control worker restarts, so a worker never
-    waits for the control worker to be up.
-    """
-
-    def __init__(
-        self,
-        path: str,
-        pid: int,
-        *,
-        role: str = "request",
-        age: int = 0,
-        on_broadcast: Mapping[str, BroadcastHandler] | None = None,
-        on_query: Mapping[str, QueryHandler] | None = None,
-    ) -> None:
-        self.path = path
-        self.hello = Hello(pid=pid, role=role, age=age)
-        self.on_broadcast = dict(on_broadcast or {})
-        self.on_query = dict(on_query or {})
-        self.connected = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="hoodyexec-link")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._writer is not None:
-            self._writer.close()
-
-    async def _run(self) -> None:
-        delay = 0.02
-        while True:
-            try:
-                reader, writer = await asyncio.open_unix_connection(self.path)
-            except OSError:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
-                continue
-            delay = 0.02
-            self._writer = writer
-            try:
-                writer.write(encode(self.hello))
-                await writer.drain()
-                self.connected.set()
-                await self._serve(reader, writer)
-            except (ConnectionError, asyncio.IncompleteReadError):
-                pass
-            except Exception:  # noqa: BLE001 - keep the link alive whatever a handler does
-                log.exception("link failure")
-            finally:
-                self.connected.clear()
-                self._writer = None
-                writer.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # Queries run as tasks, so a long one (a script run) never holds up a
-        # status query or a broadcast; a Cancel stops the one it names.
-        tasks: dict[int, asyncio.Task[None]] = {}
-        lock = asyncio.Lock()
-
-        async def answer(query: Query) -> None:
-            try:
-                reply = await self._answer(query)
-            except asyncio.CancelledError:
-                return
-            finally:
-                tasks.pop(query.id, None)
-            async with lock:
-                writer.write(encode(reply))
-                await writer.drain()
-
-        try:
-            await self._read(reader, tasks, answer)
-        finally:
-            for task in list(tasks.values()):
-                task.cancel()
-
-    async def _read(
-        self,
-        reader: asyncio.StreamReader,
-        tasks: dict[int, asyncio.Task[None]],
-        answer: Callable[[Query], Awaitable[None]],
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            msg = await read_frame(reader)
-            if msg is None:
-                return
-            if isinstance(msg, Query):
-                tasks[msg.id] = loop.create_task(answer(msg))
-            elif isinstance(msg, Cancel):
-                task = tasks.get(msg.id)
-                if task is not None:
-                    task.cancel()
-            elif isinstance(msg, Broadcast):
-                handler = self.on_broadcast.get(msg.topic)
-                if handler is not None:
-                    try:
-                        result = handler(msg.data)
-                        if asyncio.iscoroutine(result):
-                            await result
-                    except Exception:  # noqa: BLE001
-                        log.exception("broadcast handler %s failed", msg.topic)
-
-    async def _answer(self, query: Query) -> Reply:
-        handler = self.on_query.get(query.topic)
-        if handler is None:
-            return Reply(id=query.id, pid=self.hello.pid, error=f"unknown query {query.topic!r}")
-        try:
-            result = handler(query.data)
-            if asyncio.iscoroutine(result):
-                result = await result
-            return Reply(id=query.id, pid=self.hello.pid, data=result)
-        except HoodyError as exc:
-            return Reply(
-                id=query.id, pid=self.hello.pid, error=exc.message, data={"status": exc.status}
-            )
-        except Exception as exc:  # noqa: BLE001
-            return Reply(id=query.id, pid=self.hello.pid, error=f"{type(exc).__name__}: {exc}")
-
-
-async def _connect(path: str, deadline: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    delay = 0.01
-    while True:
-        try:
-            return await asyncio.open_unix_connection(path)
-        except OSError as exc:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ControlUnavailable(
-                    f"control worker unavailable: {exc.strerror or exc}"
-                ) from None
-            await asyncio.sleep(min(delay, left))
-            delay = min(delay * 2, 0.2)
-
-
-class Forwarded:
-    """The control worker's answer: status line, first body chunk, and the rest.
-
-    ``rest`` is ``None`` when the whole body came in the first frame, which lets
-    the gateway send a plain ``Content-Length`` response instead of chunks.
-    """
-
-    __slots__ = ("start", "first", "rest")
-
-    def __init__(
-        self, start: ResponseStart, first: bytes, rest: AsyncIterator[bytes] | None
-    ) -> None:
-        self.start = start
-        self.first = first
-        self.rest = rest
-
-
-async def forward(path: str, request: HttpRequest, *, connect_timeout: float = 5.0) -> Forwarded:
-    """Send an HTTP request to the control worker and return its answer.
-
-    Connecting is retried until ``connect_timeout`` (the control worker may be
-    restarting); once the request is sent it is never retried.
-    """
-    reader, writer = await _connect(path, time.monotonic() + connect_timeout)
-    try:
-        writer.write(encode(request))
-        await writer.drain()
-        start = await read_frame(reader)
-        first = await read_frame(reader) if isinstance(start, ResponseStart) else None
-    except (ConnectionError, asyncio.IncompleteReadError):
-        writer.close()
-        raise ControlUnavailable("control worker closed the connection", status=502) from None
-    except BaseException:
-        writer.close()
-        raise
-    if not isinstance(start, ResponseStart) or not isinstance(first, ResponseBody):
-        writer.close()
-        raise ControlUnavailable("control worker sent no response", status=502)
-    if not first.more:
-        writer.close()
-        return Forwarded(start, first.body, None)
-
-    async def rest() -> AsyncIterator[bytes]:
-        try:
-            while True:
-                msg = await read_frame(reader)
-                if not isinstance(msg, ResponseBody):
-                    return
-                if msg.body:
-                    yield msg.body
-                if not msg.more:
-                    return
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return
-        finally:
-            writer.close()
-
-    return Forwarded(start, first.body, rest())

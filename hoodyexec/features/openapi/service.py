@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import __version__
-from .reference import ENDPOINTS
+from hoodyexec import __version__
+from hoodyexec.features.openapi.reference import ENDPOINTS
 
 S = {"type": "string"}
 B = {"type": "boolean"}

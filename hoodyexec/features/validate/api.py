@@ -9,10 +9,11 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from .. import validation
-from ..errors import BadRequest
-from . import errors
-from .api_scripts import json_body, need
+from hoodyexec.errors import BadRequest
+from hoodyexec.features.validate import service as validation
+from hoodyexec.http import errors
+from hoodyexec.http.body import json_body, need
+from hoodyexec.http.context import Context
 
 _MISSING = object()
 
@@ -50,7 +51,7 @@ class ValidateAPI:
         errors.json_response(resp, validation.check_return_type(type_definition, value))
 
 
-def register(app: falcon.asgi.App) -> None:
+def register(app: falcon.asgi.App, ctx: Context) -> None:
     api = ValidateAPI()
     base = "/api/v1/exec/validate/"
     for name, suffix in (

@@ -9,12 +9,13 @@ import falcon
 import falcon.asgi
 import msgspec
 
-from .. import magic
-from ..errors import BadRequest, NotFound
-from ..files import write_atomic
-from ..scriptstore import ScriptStore, safe_path, unreadable
-from . import errors
-from .api_scripts import ScriptsAPI, flag, json_body, need
+from hoodyexec.engine import magic
+from hoodyexec.engine.store import safe_path, unreadable
+from hoodyexec.errors import BadRequest, NotFound
+from hoodyexec.files import write_atomic
+from hoodyexec.http import errors
+from hoodyexec.http.body import flag, json_body, need
+from hoodyexec.http.context import Context
 
 
 def _refused(exc: ValueError) -> BadRequest:
@@ -63,9 +64,10 @@ def _read(target: str, rel: str, **open_args: Any) -> str:
 
 
 class MagicAPI:
-    def __init__(self, scripts: ScriptsAPI, store: ScriptStore) -> None:
-        self.scripts = scripts
-        self.store = store
+    def __init__(self, ctx: Context) -> None:
+        assert ctx.store is not None
+        self.ctx = ctx
+        self.store = ctx.store
 
     async def on_get_schema(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         errors.json_response(
@@ -81,7 +83,7 @@ class MagicAPI:
         path = req.get_param("path")
         if not path:
             raise BadRequest("path query parameter is required", field="path")
-        target, rel = safe_path(self.scripts.scope(req), path)
+        target, rel = safe_path(self.ctx.scope(req), path)
         source = _read(target, rel, encoding="utf-8", errors="replace")
         parsed, problems = magic.parse(source)
         values = {k: v for k, v in msgspec.to_builtins(parsed).items() if k not in ("raw", "lines")}
@@ -100,7 +102,7 @@ class MagicAPI:
 
     async def on_put_update(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req)
-        target, rel = safe_path(self.scripts.scope(req, body), need(body, "path"))
+        target, rel = safe_path(self.ctx.scope(req, body), need(body, "path"))
         comments = _comments(body)
         source = _read(target, rel, encoding="utf-8")
         new, parsed = _apply(source, comments)
@@ -121,7 +123,7 @@ class MagicAPI:
 
     async def on_post_bulk(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req)
-        scope = self.scripts.scope(req, body)
+        scope = self.ctx.scope(req, body)
         directory = body.get("directory") or ""
         if not isinstance(directory, str):
             raise BadRequest("directory must be a string", field="directory")
@@ -178,8 +180,10 @@ class MagicAPI:
         )
 
 
-def register(app: falcon.asgi.App, scripts: ScriptsAPI, store: ScriptStore) -> None:
-    api = MagicAPI(scripts, store)
+def register(app: falcon.asgi.App, ctx: Context) -> None:
+    if ctx.home is None:
+        return
+    api = MagicAPI(ctx)
     base = "/api/v1/exec/magic-comments/"
     app.add_route(base + "schema", api, suffix="schema")
     app.add_route(base + "read", api, suffix="read")

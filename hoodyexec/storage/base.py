@@ -1,26 +1,22 @@
-"""Shared state: one JSON document per hostname, durable, the same in every worker.
+"""Shared state: one JSON document per instance, the same in every worker.
 
-Stored in the kit's SQLite database (WAL). Every mutation is one
-``BEGIN IMMEDIATE`` transaction (read, change, write), so concurrent
-``incr`` calls from any number of workers each get a distinct value. Paths are
-dotted keys (``"stats.visits"``); a numeric segment indexes a list.
+``SharedStore`` is the interface every backend implements (SQLite here; the
+scale-out backends later). A backend provides three primitives — read a
+document, change one atomically, remove documents — and gets the path
+operations (``get``/``set``/``merge``/``delete``/``incr``) from this base, so
+every backend has the same semantics. Paths are dotted keys
+(``"stats.visits"``); a numeric segment indexes a list.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
-
-from . import db
-from .errors import BadRequest
+from hoodyexec.errors import BadRequest
 
 _MISSING = object()
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder().decode
 
 
 def split(path: str | None) -> list[str]:
@@ -85,64 +81,33 @@ def deep_merge(base: Any, extra: Any) -> Any:
     return extra
 
 
-class SharedStore:
-    """The process's handle on shared state (thread-safe)."""
+Change = Callable[[dict[str, Any]], tuple[dict[str, Any], Any]]
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
 
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = db.connect(self.path)
-            db.migrate(self._conn)
-        return self._conn
+class SharedStore(ABC):
+    """Shared-state documents keyed by instance (``<subdomain>/<execId>``)."""
 
+    @abstractmethod
+    def document(self, key: str) -> dict[str, Any]:
+        """The whole document (``{}`` when there is none)."""
+
+    @abstractmethod
+    def update(self, key: str, change: Change) -> Any:
+        """Run ``change(doc) -> (new_doc, result)`` atomically; returns ``result``."""
+
+    @abstractmethod
+    def clear(self, key: str | None = None) -> int:
+        """Remove one document (every document when ``key`` is None); returns how many."""
+
+    @abstractmethod
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        """Release connections (the store reopens them on demand)."""
 
-    def document(self, hostname: str) -> dict[str, Any]:
-        with self._lock:
-            row = (
-                self._db()
-                .execute("SELECT doc FROM shared_state WHERE hostname = ?", (hostname,))
-                .fetchone()
-            )
-        return _decode(row[0]) if row else {}
-
-    def get(self, hostname: str, path: str | None = None, default: Any = None) -> Any:
-        value = get_in(self.document(hostname), split(path))
+    def get(self, key: str, path: str | None = None, default: Any = None) -> Any:
+        value = get_in(self.document(key), split(path))
         return default if value is _MISSING else value
 
-    def update(
-        self, hostname: str, change: Callable[[dict[str, Any]], tuple[dict[str, Any], Any]]
-    ) -> Any:
-        """Run ``change(doc) -> (new_doc, result)`` atomically; returns ``result``."""
-        with self._lock:
-            conn = self._db()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute(
-                    "SELECT doc FROM shared_state WHERE hostname = ?", (hostname,)
-                ).fetchone()
-                doc = _decode(row[0]) if row else {}
-                new, result = change(doc)
-                conn.execute(
-                    "INSERT INTO shared_state (hostname, doc, version) VALUES (?, ?, 1) "
-                    "ON CONFLICT(hostname) DO UPDATE SET doc = excluded.doc, version = version + 1",
-                    (hostname, _encode(new)),
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return result
-
-    def set(self, hostname: str, path: str | None, value: Any) -> Any:
+    def set(self, key: str, path: str | None, value: Any) -> Any:
         parts = split(path)
 
         def change(doc: dict[str, Any]) -> tuple[dict[str, Any], Any]:
@@ -153,9 +118,9 @@ class SharedStore:
             _assign(_container(doc, parts), parts[-1], value)
             return doc, value
 
-        return self.update(hostname, change)
+        return self.update(key, change)
 
-    def merge(self, hostname: str, path: str | None, obj: Any) -> Any:
+    def merge(self, key: str, path: str | None, obj: Any) -> Any:
         parts = split(path)
 
         def change(doc: dict[str, Any]) -> tuple[dict[str, Any], Any]:
@@ -170,9 +135,9 @@ class SharedStore:
             _assign(parent, parts[-1], merged)
             return doc, merged
 
-        return self.update(hostname, change)
+        return self.update(key, change)
 
-    def delete(self, hostname: str, path: str | None = None) -> bool:
+    def delete(self, key: str, path: str | None = None) -> bool:
         parts = split(path)
 
         def change(doc: dict[str, Any]) -> tuple[dict[str, Any], Any]:
@@ -192,9 +157,9 @@ class SharedStore:
                 return doc, True
             return doc, False
 
-        return self.update(hostname, change)
+        return self.update(key, change)
 
-    def incr(self, hostname: str, path: str, n: int | float = 1) -> int | float:
+    def incr(self, key: str, path: str, n: int | float = 1) -> int | float:
         parts = split(path)
         if not parts:
             raise BadRequest("incr needs a path")
@@ -211,44 +176,4 @@ class SharedStore:
             _assign(parent, parts[-1], old + n)
             return doc, old + n
 
-        return self.update(hostname, change)
-
-    def clear(self, hostname: str | None = None) -> int:
-        with self._lock:
-            conn = self._db()
-            if hostname is None:
-                cur = conn.execute("DELETE FROM shared_state")
-            else:
-                cur = conn.execute("DELETE FROM shared_state WHERE hostname = ?", (hostname,))
-            return cur.rowcount
-
-
-class Shared:
-    """``shared`` as a script sees it: the document of the request's hostname."""
-
-    __slots__ = ("_store", "hostname")
-
-    def __init__(self, store: SharedStore, hostname: str) -> None:
-        self._store = store
-        self.hostname = hostname
-
-    def get(self, path: str | None = None, default: Any = None) -> Any:
-        return self._store.get(self.hostname, path, default)
-
-    def set(self, path: str, value: Any) -> Any:
-        return self._store.set(self.hostname, path, value)
-
-    def merge(self, path: str | None, obj: Any) -> Any:
-        return self._store.merge(self.hostname, path, obj)
-
-    def delete(self, path: str) -> bool:
-        return self._store.delete(self.hostname, path)
-
-    def incr(self, path: str, n: int | float = 1) -> int | float:
-        return self._store.incr(self.hostname, path, n)
-
-    def all(self) -> dict[str, Any]:
-        return self._store.document(self.hostname)
-
-    def __repr__(self) -> str:
-        return f"<Shared {self.hostname}>"
+        return self.update(key, change)

@@ -2,82 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import falcon
 import falcon.asgi
-import msgspec
 
-from ..errors import BadRequest
-from ..home import Home
-from ..scriptstore import Scope, ScriptStore, pick_scope
-from . import errors
-from .scripts import HostMap
-
-_decode = msgspec.json.Decoder().decode
-
-
-def decode_json(raw: bytes, type_: Any = None) -> Any:
-    """Decode a request body (into ``type_`` when given); every problem is a 400.
-
-    msgspec raises ``RecursionError`` (not ``DecodeError``) for nesting deeper
-    than it follows (``[[[[...``); that is malformed input too, not a 500.
-    """
-    try:
-        return _decode(raw) if type_ is None else msgspec.json.decode(raw, type=type_)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(f"Invalid request body: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise BadRequest("Invalid JSON", detail=str(exc)) from None
-    except RecursionError:
-        raise BadRequest("Invalid JSON", detail="nested too deeply") from None
-
-
-async def json_body(req: falcon.asgi.Request, *, required: bool = True) -> dict[str, Any]:
-    """The request body as a JSON object; every problem is a 400."""
-    raw = await req.stream.read()
-    if not raw:
-        if required:
-            raise BadRequest("a JSON body is required")
-        return {}
-    body = decode_json(raw)
-    if not isinstance(body, dict):
-        raise BadRequest("the JSON body must be an object")
-    return body
-
-
-def need(body: dict[str, Any], key: str, kind: type | tuple[type, ...] = str) -> Any:
-    if key not in body or body[key] is None:
-        raise BadRequest(f"{key} is required", field=key)
-    value = body[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise BadRequest(f"{key} must be a {name}", field=key)
-    return value
-
-
-def flag(value: Any, name: str, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    raise BadRequest(f"{name} must be true or false", field=name)
+from hoodyexec.errors import BadRequest
+from hoodyexec.http import errors
+from hoodyexec.http.body import flag, json_body, need
+from hoodyexec.http.context import Context
 
 
 class ScriptsAPI:
-    def __init__(self, home: Home, store: ScriptStore, hosts: HostMap) -> None:
-        self.home = home
-        self.store = store
-        self.hosts = hosts
-
-    def scope(self, req: falcon.asgi.Request, body: dict[str, Any] | None = None) -> Scope:
-        sub, eid, _ = self.hosts.resolve(req.get_header("Host") or "")
-        return pick_scope(self.home, req.params, body, (sub, eid))
+    def __init__(self, ctx: Context) -> None:
+        assert ctx.home is not None and ctx.store is not None
+        self.ctx = ctx
+        self.home = ctx.home
+        self.store = ctx.store
+        self.scope = ctx.scope
 
     async def on_post_write(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req)
@@ -160,10 +100,11 @@ class ScriptsAPI:
         errors.json_response(resp, self.store.exec_ids())
 
 
-def register(app: falcon.asgi.App, home: Home, store: ScriptStore, hosts: HostMap) -> ScriptsAPI:
-    api = ScriptsAPI(home, store, hosts)
+def register(app: falcon.asgi.App, ctx: Context) -> None:
+    if ctx.home is None:
+        return
+    api = ScriptsAPI(ctx)
     base = "/api/v1/exec/scripts/"
     for name in ("write", "read", "list", "delete", "move", "tree"):
         app.add_route(base + name, api, suffix=name)
     app.add_route("/api/v1/exec/list", api, suffix="ids")
-    return api

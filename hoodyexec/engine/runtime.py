@@ -13,6 +13,8 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import quote
 
+from hoodyexec.storage.base import SharedStore
+
 
 class Headers(Mapping[str, str]):
     """Case-insensitive, read-only request headers."""
@@ -320,3 +322,34 @@ class Res:
 
     def __repr__(self) -> str:
         return f"<Res {self.status_code or '-'} {self.kind}>"
+
+
+class Shared:
+    """``shared`` as a script sees it: the document of the request's hostname."""
+
+    __slots__ = ("_store", "hostname")
+
+    def __init__(self, store: SharedStore, hostname: str) -> None:
+        self._store = store
+        self.hostname = hostname
+
+    def get(self, path: str | None = None, default: Any = None) -> Any:
+        return self._store.get(self.hostname, path, default)
+
+    def set(self, path: str, value: Any) -> Any:
+        return self._store.set(self.hostname, path, value)
+
+    def merge(self, path: str | None, obj: Any) -> Any:
+        return self._store.merge(self.hostname, path, obj)
+
+    def delete(self, path: str) -> bool:
+        return self._store.delete(self.hostname, path)
+
+    def incr(self, path: str, n: int | float = 1) -> int | float:
+        return self._store.incr(self.hostname, path, n)
+
+    def all(self) -> dict[str, Any]:
+        return self._store.document(self.hostname)
+
+    def __repr__(self) -> str:
+        return f"<Shared {self.hostname}>"

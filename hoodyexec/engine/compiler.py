@@ -30,8 +30,8 @@ from typing import Any
 
 import msgspec
 
-from . import magic as magic_mod
-from .errors import HoodyError
+from hoodyexec.engine import magic as magic_mod
+from hoodyexec.errors import HoodyError
 
 BODY_ARGS = ("req", "res", "metadata", "shared", "console", "ai")
 CONTEXT_NAMES = frozenset({*BODY_ARGS, "body", "query", "params"})

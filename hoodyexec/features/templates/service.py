@@ -37,11 +37,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from . import magic as magic_mod
-from .compiler import ScriptLoadError
-from .compiler import parse as parse_script
-from .errors import HoodyError
-from .files import fsync_dir, write_atomic
+from hoodyexec.engine import magic as magic_mod
+from hoodyexec.engine.compiler import ScriptLoadError
+from hoodyexec.engine.compiler import parse as parse_script
+from hoodyexec.errors import HoodyError
+from hoodyexec.files import fsync_dir, write_atomic
 
 __all__ = [
     "BUILTINS",

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .protocol import HttpRequest, ResponseBody, ResponseStart, encode
+from hoodyexec.ipc.protocol import HttpRequest, ResponseBody, ResponseStart, encode
 
 log = logging.getLogger("hoodyexec.bridge")
 

@@ -21,11 +21,11 @@ import shutil
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import compiler, magic
-from .errors import BadRequest, Forbidden, HoodyError, NotFound
-from .files import fsync_dir, write_atomic
-from .home import DEFAULT_EXEC_ID, DEFAULT_SUBDOMAIN, Home
-from .routes import NotRoutable, route_for, skip_name
+from hoodyexec.engine import compiler, magic
+from hoodyexec.engine.routes import NotRoutable, route_for, skip_name
+from hoodyexec.errors import BadRequest, Forbidden, HoodyError, NotFound
+from hoodyexec.files import fsync_dir, write_atomic
+from hoodyexec.home import DEFAULT_EXEC_ID, DEFAULT_SUBDOMAIN, Home
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 EXCLUDED = "Path is excluded from access"

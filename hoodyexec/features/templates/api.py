@@ -12,22 +12,23 @@ import falcon
 import falcon.asgi
 import msgspec
 
-from ..errors import BadRequest
-from ..scriptstore import ScriptStore
-from ..templates import TemplateStore, parse_variables
-from . import errors
-from .api_scripts import ScriptsAPI, flag, json_body, need
+from hoodyexec.errors import BadRequest
+from hoodyexec.features.templates.service import TemplateStore, parse_variables
+from hoodyexec.http import errors
+from hoodyexec.http.body import flag, json_body, need
+from hoodyexec.http.context import Context
 
 
 class TemplatesAPI:
-    def __init__(self, scripts: ScriptsAPI, store: ScriptStore) -> None:
-        self.scripts = scripts
-        self.store = store
+    def __init__(self, ctx: Context) -> None:
+        assert ctx.store is not None
+        self.ctx = ctx
+        self.store = ctx.store
 
     def templates(
         self, req: falcon.asgi.Request, body: dict[str, Any] | None = None
     ) -> TemplateStore:
-        scope = self.scripts.scope(req, body)
+        scope = self.ctx.scope(req, body)
         return TemplateStore(os.path.join(scope.root, "_hoody", "templates"))
 
     async def on_get_list(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
@@ -77,7 +78,7 @@ class TemplatesAPI:
             path = body.get("outputPath") or template.filename
             if not isinstance(path, str):
                 raise BadRequest("outputPath must be a string", field="outputPath")
-            written = self.store.write(self.scripts.scope(req, body), path, code)
+            written = self.store.write(self.ctx.scope(req, body), path, code)
             out.update(
                 saved=True,
                 path=written["path"],
@@ -120,8 +121,10 @@ class TemplatesAPI:
         errors.json_response(resp, {"success": True, "deleted": name})
 
 
-def register(app: falcon.asgi.App, scripts: ScriptsAPI, store: ScriptStore) -> None:
-    api = TemplatesAPI(scripts, store)
+def register(app: falcon.asgi.App, ctx: Context) -> None:
+    if ctx.home is None:
+        return
+    api = TemplatesAPI(ctx)
     base = "/api/v1/exec/templates/"
     app.add_route(base + "list", api, suffix="list")
     app.add_route(base + "preview", api, suffix="preview")

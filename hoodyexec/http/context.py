@@ -1,0 +1,45 @@
+"""What the management app's features share: one ``Context``, handed to every
+feature's ``register(app, ctx)``.
+
+Features never import each other; what more than one needs (the home, the
+scripts store, the Host mapping, shared state, running a script in a request
+worker) lives here or below, in ``engine/`` and ``storage/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import falcon.asgi
+
+from hoodyexec.engine.hosts import HostMap
+from hoodyexec.engine.store import Scope, ScriptStore, pick_scope
+from hoodyexec.home import Home
+from hoodyexec.storage.base import SharedStore
+
+WorkerPids = Callable[[], Awaitable[list[int]]]
+# Run a script in a request worker: (invoke request, pid to avoid) → its answer.
+Invoke = Callable[[dict[str, Any], int], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class Context:
+    started: float
+    master_pid: int
+    control_pid: int
+    worker_pids: WorkerPids
+    expected_workers: int = 1
+    home: Home | None = None
+    store: ScriptStore | None = None
+    shared: SharedStore | None = None
+    hosts: HostMap = field(default_factory=HostMap)
+    invoke: Invoke | None = None
+
+    def scope(self, req: falcon.asgi.Request, body: dict[str, Any] | None = None) -> Scope:
+        """The instance a management call is about: ``execId``/``subdomain`` from
+        the query, else the body, else the instance its Host header selects."""
+        assert self.home is not None
+        sub, eid, _ = self.hosts.resolve(req.get_header("Host") or "")
+        return pick_scope(self.home, req.params, body, (sub, eid))
