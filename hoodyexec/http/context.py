@@ -17,6 +17,8 @@ import falcon.asgi
 from hoodyexec.engine.hosts import HostMap
 from hoodyexec.engine.store import Scope, ScriptStore, pick_scope
 from hoodyexec.home import Home
+from hoodyexec.http.endpoint import Handler
+from hoodyexec.http.spec import Endpoint
 from hoodyexec.storage.base import SharedStore
 
 WorkerPids = Callable[[], Awaitable[list[int]]]
@@ -36,10 +38,28 @@ class Context:
     shared: SharedStore | None = None
     hosts: HostMap = field(default_factory=HostMap)
     invoke: Invoke | None = None
+    # Every declared endpoint a feature registered, with its handler (in order).
+    routes: list[tuple[Endpoint, Handler]] = field(default_factory=list)
 
-    def scope(self, req: falcon.asgi.Request, body: dict[str, Any] | None = None) -> Scope:
+    def route(self, ep: Endpoint, handler: Handler) -> None:
+        """Declare that ``handler`` serves ``ep`` (mounted once every feature registered)."""
+        self.routes.append((ep, handler))
+
+    def scope(self, req: falcon.asgi.Request, body: Any = None, query: Any = None) -> Scope:
         """The instance a management call is about: ``execId``/``subdomain`` from
         the query, else the body, else the instance its Host header selects."""
         assert self.home is not None
         sub, eid, _ = self.hosts.resolve(req.get_header("Host") or "")
-        return pick_scope(self.home, req.params, body, (sub, eid))
+        return pick_scope(
+            self.home,
+            req.params if query is None else _scope_fields(query),
+            body if body is None or isinstance(body, dict) else _scope_fields(body),
+            (sub, eid),
+        )
+
+
+def _scope_fields(fields: Any) -> dict[str, Any]:
+    return {
+        "execId": getattr(fields, "execId", None),
+        "subdomain": getattr(fields, "subdomain", None),
+    }

@@ -27,7 +27,7 @@ from hoodyexec.features.system import api as system
 from hoodyexec.features.templates import api as templates
 from hoodyexec.features.validate import api as validate
 from hoodyexec.home import Home
-from hoodyexec.http import auth, errors
+from hoodyexec.http import auth, endpoint, errors
 from hoodyexec.http.context import Context, Invoke, WorkerPids
 from hoodyexec.storage.base import SharedStore
 
@@ -117,5 +117,6 @@ def create_management(
     errors.install(app)
     for feature in FEATURES:
         feature.register(app, ctx)
+    endpoint.mount(app, ctx.routes)
     app.add_sink(_unknown, prefix=r"/api/v1/exec(/|$)")
     return app
