@@ -27,7 +27,7 @@ from inotify_simple import flags
 from hoodyexec.engine import compiler
 from hoodyexec.engine.compiler import Script, ScriptLoadError
 from hoodyexec.engine.freshness import STRUCTURAL, Watcher
-from hoodyexec.engine.routes import Route, is_hidden
+from hoodyexec.engine.routes import Route, is_hidden, resolves_inside
 
 log = logging.getLogger("hoodyexec.catalog")
 
@@ -223,6 +223,8 @@ class Catalog:
                     return cached
             elif cached.extra.get("_identity") == identity:
                 raise cached
+        if not resolves_inside(inst.root, path):  # swapped for a link leading out: never run
+            raise FileNotFoundError(path)
         try:
             with open(path, encoding="utf-8") as fh:
                 source = fh.read()

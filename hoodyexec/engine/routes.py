@@ -12,6 +12,7 @@ dynamic > catch-all) is the router's.
 
 from __future__ import annotations
 
+import os
 import re
 
 import msgspec
@@ -23,6 +24,7 @@ _CATCH = re.compile(r"^\[\.\.\.([A-Za-z_][A-Za-z0-9_]*)\]$")
 _OPT_CATCH = re.compile(r"^\[\[\.\.\.([A-Za-z_][A-Za-z0-9_]*)\]\]$")
 _STATIC = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@-]+$")
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", ".git", ".venv"})
+OUTSIDE = "symlink resolves outside the instance folder (Path is excluded from access)"
 
 
 class Route(msgspec.Struct, frozen=True):
@@ -52,6 +54,19 @@ def skip_name(name: str, *, folder: bool = False) -> bool:
     tool folder (``__pycache__``, ``node_modules``...). The one filter behind
     every scan, listing and inotify update, so they always agree."""
     return name.startswith(".") or (folder and name in SKIP_DIRS)
+
+
+def resolves_inside(root: str, path: str) -> bool:
+    """Does ``path``, every symlink on it followed, stay in ``root`` (or be it)?
+
+    The one containment rule: the management API refuses a path that fails it
+    (``store.safe_path``) and the router never serves a file that fails it (its
+    scan, its inotify updates, the catalog before compiling), so a symlink the
+    API calls excluded cannot be run by a request either.
+    """
+    root_real = os.path.realpath(root)
+    real = os.path.realpath(path)
+    return real == root_real or real.startswith(root_real + os.sep)
 
 
 def is_hidden(rel: str, *, folder: bool = False) -> bool:

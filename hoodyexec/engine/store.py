@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from hoodyexec.engine import compiler, magic
-from hoodyexec.engine.routes import NotRoutable, route_for, skip_name
+from hoodyexec.engine.routes import NotRoutable, resolves_inside, route_for, skip_name
 from hoodyexec.errors import BadRequest, Forbidden, HoodyError, NotFound
 from hoodyexec.files import fsync_dir, write_atomic
 from hoodyexec.home import DEFAULT_EXEC_ID, DEFAULT_SUBDOMAIN, Home
@@ -118,13 +118,12 @@ def safe_path(scope: Scope, rel: Any, *, allow_root: bool = False) -> tuple[str,
         raise BadRequest(f"a file or folder name is longer than {NAME_MAX} bytes", path=norm)
     if _size(target) >= PATH_MAX:
         raise BadRequest(f"the path is longer than {PATH_MAX} bytes", path=norm)
-    root_real = os.path.realpath(scope.root)
-    # Resolve what exists of the path: a symlink anywhere on it must stay inside.
+    # Resolve what exists of the path: a symlink anywhere on it must stay inside
+    # (the router applies the same rule, so what is refused here is never served).
     probe = target
     while not os.path.lexists(probe) and probe != scope.root:
         probe = os.path.dirname(probe)
-    real = os.path.realpath(probe)
-    if real != root_real and not real.startswith(root_real + os.sep):
+    if not resolves_inside(scope.root, probe):
         raise Forbidden(EXCLUDED, path=rel)
     return target, norm
 

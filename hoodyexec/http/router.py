@@ -23,7 +23,15 @@ from collections.abc import Iterable
 
 from falcon.routing import CompiledRouter
 
-from hoodyexec.engine.routes import NotRoutable, Route, is_hidden, route_for, skip_name
+from hoodyexec.engine.routes import (
+    OUTSIDE,
+    NotRoutable,
+    Route,
+    is_hidden,
+    resolves_inside,
+    route_for,
+    skip_name,
+)
 
 log = logging.getLogger("hoodyexec.router")
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(:path)?\}")
@@ -66,7 +74,12 @@ def scan(root: str) -> tuple[list[Route], list[tuple[str, str]]]:
         for name in sorted(filenames):
             if not name.endswith(".py") or skip_name(name) or name.startswith("_"):
                 continue
-            rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root).replace(os.sep, "/")
+            # os.walk does not enter linked folders, so only a linked file can lead out.
+            if os.path.islink(path) and not resolves_inside(root, path):
+                skipped.append((rel, OUTSIDE))
+                continue
             try:
                 routes.append(route_for(rel))
             except NotRoutable as exc:
@@ -77,11 +90,25 @@ def scan(root: str) -> tuple[list[Route], list[tuple[str, str]]]:
 class RouteTable:
     """Path → (Route, params) for one instance, updatable file by file."""
 
-    __slots__ = ("files", "static", "_patterns", "_main", "_catch", "_names", "skipped", "_invalid")
+    __slots__ = (
+        "files",
+        "static",
+        "_patterns",
+        "_main",
+        "_catch",
+        "_names",
+        "skipped",
+        "_invalid",
+        "root",
+    )
 
     def __init__(
-        self, routes: Iterable[Route] = (), invalid: Iterable[tuple[str, str]] = ()
+        self,
+        routes: Iterable[Route] = (),
+        invalid: Iterable[tuple[str, str]] = (),
+        root: str | None = None,
     ) -> None:
+        self.root = root  # the instance folder: files added later must resolve inside it
         self.files: dict[str, Route] = {}
         self.static: dict[str, Route] = {}
         self._patterns: dict[str, Route] = {}
@@ -99,10 +126,21 @@ class RouteTable:
     def add(self, rel: str) -> None:
         """A .py file appeared (or was replaced): route it if it is new.
 
-        Hidden files are ignored exactly as ``scan`` ignores them, so a file
-        that appears while the table is live is routed only if a rescan would.
+        Hidden files are ignored exactly as ``scan`` ignores them, and a file
+        that now resolves outside the instance (a symlink, possibly renamed over
+        a routed file) is taken out, so a file that appears while the table is
+        live is routed only if a rescan would.
         """
-        if rel in self.files or rel in self._invalid or is_hidden(rel):
+        if is_hidden(rel):
+            return
+        if self.root is not None:
+            if not resolves_inside(self.root, os.path.join(self.root, rel)):
+                self.remove(rel)
+                self._invalid[rel] = OUTSIDE
+                return
+            if self._invalid.get(rel) == OUTSIDE:  # a real file took the link's place
+                del self._invalid[rel]
+        if rel in self.files or rel in self._invalid:
             return
         try:
             route = route_for(rel)
@@ -209,4 +247,4 @@ def InstanceRouter(routes: Iterable[Route]) -> RouteTable:  # noqa: N802 - kept 
 def table_for(root: str) -> RouteTable:
     """Scan an instance folder into its route table (what ``Catalog`` is given)."""
     routes, invalid = scan(root)
-    return RouteTable(routes, invalid)
+    return RouteTable(routes, invalid, root)

@@ -22,7 +22,7 @@ from hoodyexec.errors import BadRequest, ControlUnavailable
 from hoodyexec.http import errors
 from hoodyexec.http.body import flag, json_body, need
 from hoodyexec.http.context import Context
-from hoodyexec.http.router import RouteTable, scan
+from hoodyexec.http.router import RouteTable, table_for
 from hoodyexec.ipc.bridge import WORKER_PID
 
 _encode = msgspec.json.Encoder().encode
@@ -64,8 +64,7 @@ class RoutesAPI:
         self.invoke = ctx.invoke  # runs a script in a request worker (ControlServer.ask)
 
     def _table(self, scope: Any) -> RouteTable:
-        routes, invalid = scan(scope.root)
-        return RouteTable(routes, invalid)
+        return table_for(scope.root)
 
     async def on_post_discover(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req, required=False)

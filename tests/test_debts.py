@@ -1,0 +1,87 @@
+"""Regression tests for correctness debts: each failed before its fix (in-process
+unless marked slow)."""
+
+from __future__ import annotations
+
+import os
+
+import falcon.testing
+import pytest
+
+from .scriptenv import ScriptEnv, management_app
+
+B = "/api/v1/exec/scripts/"
+R = "/api/v1/exec/route/"
+
+
+@pytest.fixture
+def env(tmp_path):
+    return ScriptEnv(tmp_path)
+
+
+@pytest.fixture
+def api(env):
+    """The management app over the same home as ``env``'s request worker."""
+    client = falcon.testing.TestClient(management_app(env.home))
+    client.root = env.home.instance_dir()
+    return client
+
+
+# -- 1. a symlink leading outside the instance is never routed -------------------------
+def _outside(tmp_path) -> str:
+    folder = tmp_path / "outside"
+    folder.mkdir(exist_ok=True)
+    secret = folder / "secret.py"
+    secret.write_text("return {'secret': True}\n")
+    return str(secret)
+
+
+def test_symlink_outside_instance_is_not_routed_by_scan(env, api, tmp_path):
+    env.write("ok.py", "return 1\n")
+    os.symlink(_outside(tmp_path), os.path.join(api.root, "evil.py"))
+    os.symlink("ok.py", os.path.join(api.root, "alias.py"))  # inside: still a route
+    assert api.simulate_get(B + "read", params={"path": "evil.py"}).status_code == 403
+    assert env.get("/evil").status_code == 404
+    assert env.get("/alias").json == 1
+    r = api.simulate_post(R + "discover", json={})
+    assert "evil.py" not in {x["file"] for x in r.json["routes"]}
+    refused = {x["file"]: x["reason"] for x in r.json["notRoutable"]}
+    assert "outside the instance" in refused["evil.py"]
+    assert api.simulate_post(R + "resolve", json={"path": "/evil"}).json["matched"] is False
+
+
+def test_symlink_outside_instance_is_not_routed_when_added_live(env, tmp_path):
+    secret = _outside(tmp_path)
+    env.write("ok.py", "return 1\n")
+    root = env.home.instance_dir()
+
+    async def go(c):
+        assert (await c.simulate_get("/ok")).status_code == 200  # the table is live now
+        os.symlink(secret, os.path.join(root, "evil.py"))
+        first = (await c.simulate_get("/evil")).status_code
+        # a link renamed over a routed, already compiled file takes its route away
+        os.symlink(secret, os.path.join(root, ".swap"))
+        os.replace(os.path.join(root, ".swap"), os.path.join(root, "ok.py"))
+        second = (await c.simulate_get("/ok")).status_code
+        # and a real file renamed over the link is a route again
+        with open(os.path.join(root, ".real"), "w") as fh:
+            fh.write("return 2\n")
+        os.replace(os.path.join(root, ".real"), os.path.join(root, "ok.py"))
+        third = await c.simulate_get("/ok")
+        return first, second, third.status_code, third.json
+
+    assert env.run(go) == (404, 404, 200, 2)
+
+
+def test_catalog_refuses_a_link_leading_outside_without_inotify(tmp_path):
+    from hoodyexec.engine.catalog import Catalog
+    from hoodyexec.engine.routes import route_for
+    from hoodyexec.http.router import table_for
+
+    root = tmp_path / "scripts"
+    (root / "default" / "1").mkdir(parents=True)
+    os.symlink(_outside(tmp_path), root / "default" / "1" / "evil.py")
+    catalog = Catalog(str(root), table_for, watch=False)
+    inst = catalog.instance("default", "1")
+    with pytest.raises(FileNotFoundError):
+        catalog.load(inst, route_for("evil.py"))
