@@ -85,3 +85,30 @@ def test_catalog_refuses_a_link_leading_outside_without_inotify(tmp_path):
     inst = catalog.instance("default", "1")
     with pytest.raises(FileNotFoundError):
         catalog.load(inst, route_for("evil.py"))
+
+
+# -- 2. scripts/delete acts on the instance a JSON body names ---------------------------
+def test_delete_honours_body_scope_and_query_wins(env, api):
+    for instance in ("default/1", "default/2", "api/3"):
+        env.write("x.py", "return 1\n", instance=instance)
+    scripts = env.home.scripts
+
+    def exists(instance: str) -> bool:
+        return os.path.exists(os.path.join(scripts, instance, "x.py"))
+
+    q = {"path": "x.py", "confirm": "true"}
+    r = api.simulate_delete(B + "delete", params=q, json={"execId": "2"})
+    assert r.status_code == 200 and (r.json["subdomain"], r.json["execId"]) == ("default", "2")
+    assert not exists("default/2") and exists("default/1")
+    # the query wins over the body: never the body's instance, never the default one
+    r = api.simulate_delete(
+        B + "delete", params={**q, "execId": "3", "subdomain": "api"}, json={"execId": "1"}
+    )
+    assert r.status_code == 200 and not exists("api/3") and exists("default/1")
+    # a body that cannot be read deletes nothing
+    for bad in ({"execId": 1}, "not json"):
+        kw = {"json": bad} if isinstance(bad, dict) else {"body": bad}
+        r = api.simulate_delete(
+            B + "delete", params=q, headers={"Content-Type": "application/json"}, **kw
+        )
+        assert r.status_code == 400 and exists("default/1")
