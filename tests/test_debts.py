@@ -112,3 +112,65 @@ def test_delete_honours_body_scope_and_query_wins(env, api):
             B + "delete", params=q, headers={"Content-Type": "application/json"}, **kw
         )
         assert r.status_code == 400 and exists("default/1")
+
+
+# -- 3. ``handler = <callable>`` at module level is the handler shape ------------------
+def test_handler_bound_by_assignment_is_handler_mode(env, api):
+    env.write(
+        "impl.py",
+        """\
+        loads = 0
+        loads += 1
+        def _impl(req, query):
+            return {"loads": loads, "q": query}
+        handler = _impl
+        """,
+    )
+    env.write("lam.py", "handler = lambda body: {'body': body}\n")
+    env.write(
+        "part.py",
+        """\
+        import functools
+        def _impl(query, k: int):
+            return {"k": k, "q": query}
+        handler = functools.partial(_impl, k=3)
+        """,
+    )
+    env.write("_lib.py", "def handler(query):\n    return {'lib': query}\n")
+    env.write("imported.py", "from _lib import handler\n")
+    env.write("meth.py", "GET = lambda: 'got'\ndef _post(body):\n    return body\nPOST = _post\n")
+    env.write("notcallable.py", "x = 1\nhandler = 5\n")
+
+    async def go(c):
+        impl = [(await c.simulate_get("/impl", params={"a": "1"})).json for _ in range(2)]
+        return (
+            impl,
+            (await c.simulate_post("/lam", json={"x": 1})).json,
+            (await c.simulate_get("/part", params={"a": "2"})).json,
+            (await c.simulate_get("/imported", params={"b": "3"})).json,
+            (await c.simulate_get("/meth")).text,
+            (await c.simulate_post("/meth", json=[1])).json,
+            (await c.simulate_put("/meth")).status_code,
+            await c.simulate_get("/notcallable"),
+        )
+
+    impl, lam, part, imported, got, posted, put, bad = env.run(go)
+    assert impl == [{"loads": 1, "q": {"a": "1"}}] * 2  # the module ran once
+    assert lam == {"body": {"x": 1}} and part == {"k": 3, "q": {"a": "2"}}
+    assert imported == {"lib": {"b": "3"}}
+    assert (got, posted, put) == ("got", [1], 405)
+    assert bad.status_code == 500 and bad.json["type"] == "ShapeError"
+    assert bad.json["line"] == 2 and "handler must be callable" in bad.json["error"]
+    shape = api.simulate_get(B + "read", params={"path": "lam.py"}).json["shape"]
+    assert shape == "handler"
+
+
+def test_validation_checks_parameters_of_an_assigned_handler():
+    from hoodyexec.features.validate.service import check_static
+
+    result = check_static("def _impl(req, nope):\n    return 1\n\nhandler = _impl\n")
+    assert [w["line"] for w in result["warnings"]] == [1] and "nope" in result["warnings"][0][
+        "message"
+    ]
+    result = check_static("handler = lambda req, \\\n    other: 1\n")
+    assert [w["line"] for w in result["warnings"]] == [2]

@@ -11,6 +11,11 @@ The shape is read from the syntax tree:
   runs once per worker and version, the function per request.
 * **method functions**: top-level ``GET``/``POST``/``PUT``/``PATCH``/``DELETE``.
 
+``handler`` and the method names may also be bound at module level another way
+(``handler = _impl``, ``handler = lambda req: ...``, ``from _lib import
+handler``: the Python form of ``module.exports = handler``); the callable is
+resolved after the module runs.
+
 Parameters of entry functions are resolved once into an injection plan (see
 ``Param``), so a request only looks values up and calls.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 import ast
 import builtins
 import dataclasses
+import functools
 import inspect
 import os
 import sys
@@ -177,6 +183,32 @@ class _TopLevel(ast.NodeVisitor):
         self.generic_visit(node)
 
 
+# Entry names a module-level assignment or import can bind (``main`` only as a
+# ``def``: ``main = ...`` is too common a plain variable to change a script's shape).
+_BINDABLE = frozenset({"handler", *METHODS})
+
+
+def _bound_entries(tree: ast.Module) -> dict[str, int]:
+    """Entry names bound at module level other than by ``def``, with the line.
+
+    The value is whatever the module computes (``handler = _impl``, a lambda, an
+    import), so it is only known to be callable once the module has run.
+    """
+    found: dict[str, int] = {}
+    for stmt in tree.body:
+        names: list[str] = []
+        if isinstance(stmt, ast.Assign):
+            names = [t.id for t in stmt.targets if isinstance(t, ast.Name)]
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            names = [stmt.target.id] if isinstance(stmt.target, ast.Name) else []
+        elif isinstance(stmt, ast.Import | ast.ImportFrom):
+            names = [(a.asname or a.name).partition(".")[0] for a in stmt.names]
+        for name in names:
+            if name in _BINDABLE:
+                found[name] = stmt.lineno
+    return found
+
+
 def analyse(tree: ast.Module) -> dict[str, Any]:
     """Shape facts from a parsed module (no execution)."""
     top = _TopLevel()
@@ -187,12 +219,14 @@ def analyse(tree: ast.Module) -> dict[str, Any]:
         for stmt in tree.body
         if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef)
     }
-    methods = [m for m in METHODS if m in functions]
+    bound = _bound_entries(tree)
+    entries = functions.keys() | bound.keys()
+    methods = [m for m in METHODS if m in entries]
     if top.has_return or top.has_await or top.has_yield:
         shape = "body"
     elif methods:
         shape = "methods"
-    elif "handler" in functions or "main" in functions:
+    elif "handler" in entries or "main" in functions:
         shape = "handler"
     else:
         shape = "body"
@@ -201,10 +235,45 @@ def analyse(tree: ast.Module) -> dict[str, Any]:
         "async": top.has_await if shape == "body" else None,
         "generator": top.has_yield if shape == "body" else None,
         "methods": methods if shape == "methods" else [],
-        "handler": ("handler" if "handler" in functions else "main")
-        if shape == "handler"
-        else None,
+        "handler": ("handler" if "handler" in entries else "main") if shape == "handler" else None,
+        # entry names bound other than by ``def`` (name -> line): checked callable at load
+        "bound": {n: line for n, line in bound.items() if n not in functions},
     }
+
+
+def entry_definitions(
+    tree: ast.Module, facts: dict[str, Any]
+) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda]:
+    """The definitions behind a script's entries, as far as the tree tells.
+
+    A ``def``, a lambda bound to the name, or a name bound to a top-level
+    ``def`` (``handler = _impl``); an entry bound any other way (an import, a
+    call's result) is known only once the module runs, and is left out.
+    """
+    if facts["shape"] == "handler":
+        names = [facts["handler"]]
+    elif facts["shape"] == "methods":
+        names = list(facts["methods"])
+    else:
+        return {}
+    defs: dict[str, Any] = {}
+    for stmt in tree.body:  # later bindings win, as when the module runs
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+            defs[stmt.name] = stmt
+        elif isinstance(stmt, ast.Assign | ast.AnnAssign) and stmt.value is not None:
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            value = stmt.value
+            if isinstance(value, ast.Name):
+                value = defs.get(value.id)
+            elif not isinstance(value, ast.Lambda):
+                value = None
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    defs[target.id] = value
+        elif isinstance(stmt, ast.Import | ast.ImportFrom):
+            for alias in stmt.names:
+                defs[(alias.asname or alias.name).partition(".")[0]] = None
+    return {name: defs[name] for name in names if defs.get(name) is not None}
 
 
 _DYNAMIC = frozenset({"locals", "vars", "eval", "exec", "globals", "__import__", "getattr"})
@@ -277,15 +346,31 @@ def _structured(tp: Any) -> bool:
     )
 
 
+def _hinted(fn: Any) -> Any:
+    """What ``typing.get_type_hints`` reads ``fn``'s annotations from: ``fn``, the
+    function a ``functools.partial`` wraps, or a callable object's ``__call__``
+    (an entry bound by assignment can be any callable)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.isfunction(fn) or inspect.ismethod(fn):
+        return fn
+    call = inspect.getattr_static(type(fn), "__call__", None)
+    return call if inspect.isfunction(call) else fn
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__name__", None) or type(fn).__name__
+
+
 def plan(
     fn: Callable[..., Any], route_params: tuple[str, ...], namespace: dict[str, Any]
 ) -> list[Param]:
     sig = inspect.signature(fn)
     try:
-        hints = typing.get_type_hints(fn, globalns=namespace)
+        hints = typing.get_type_hints(_hinted(fn), globalns=namespace)
     except Exception as exc:  # noqa: BLE001 - any failure is the script's
         raise ScriptLoadError(
-            f"cannot resolve annotations of {fn.__name__}(): {exc}", type="AnnotationError"
+            f"cannot resolve annotations of {_name(fn)}(): {exc}", type="AnnotationError"
         ) from None
     params = []
     for p in sig.parameters.values():
@@ -308,7 +393,7 @@ def plan(
         else:
             known = ", ".join(sorted(CONTEXT_NAMES | set(route_params)))
             raise ScriptLoadError(
-                f"{fn.__name__}(): cannot inject parameter {p.name!r} (known: {known}; "
+                f"{_name(fn)}(): cannot inject parameter {p.name!r} (known: {known}; "
                 "or annotate it with a msgspec Struct, dataclass or TypedDict)",
                 type="InjectionError",
             )
@@ -377,11 +462,11 @@ def load(
             fn, "body", [Param(n, n) for n in BODY_ARGS if n in used], positional=True
         )
     elif script.shape == "handler":
-        fn = namespace[facts["handler"]]
+        fn = _entry_callable(namespace, facts["handler"], facts["bound"])
         script.entries["*"] = Entry(fn, facts["handler"], plan(fn, route_params, namespace))
     else:
         for method in facts["methods"]:
-            fn = namespace[method]
+            fn = _entry_callable(namespace, method, facts["bound"])
             script.entries[method] = Entry(fn, method, plan(fn, route_params, namespace))
         allowed = set(facts["methods"])
         if "GET" in allowed:
@@ -389,6 +474,21 @@ def load(
         allowed.add("OPTIONS")
         script.allow = ", ".join(sorted(allowed))
     return script
+
+
+def _entry_callable(namespace: dict[str, Any], name: str, bound: dict[str, int]) -> Any:
+    """The entry ``name`` after the module ran; an assignment or import must have
+    bound a callable to it (a ``def`` always did)."""
+    fn = namespace.get(name)
+    if not callable(fn):
+        line = bound.get(name)
+        raise ScriptLoadError(
+            f"{name} must be callable (a function or lambda), got {type(fn).__name__}"
+            + (f" (line {line})" if line else ""),
+            type="ShapeError",
+            line=line,
+        )
+    return fn
 
 
 def _error_line(exc: BaseException, path: str) -> int | None:

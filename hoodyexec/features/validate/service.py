@@ -303,16 +303,9 @@ class _AnnotationCheck:
 
 def _entry_warnings(tree: ast.Module, facts: dict[str, Any]) -> list[Item]:
     """Entry parameters the kit cannot fill (unless they are route params)."""
-    if facts["shape"] == "handler":
-        entries = [facts["handler"]]
-    elif facts["shape"] == "methods":
-        entries = list(facts["methods"])
-    else:
-        return []
-    functions = {s.name: s for s in tree.body if isinstance(s, _FUNCTIONS)}
     found: list[Item] = []
-    for name in entries:
-        for arg, has_default, positional_only in _parameters(functions[name].args):
+    for name, definition in compiler.entry_definitions(tree, facts).items():
+        for arg, has_default, positional_only in _parameters(definition.args):
             message = _parameter_problem(name, arg, has_default, positional_only)
             if message:
                 found.append(_item(arg.lineno, arg.col_offset + 1, message))
