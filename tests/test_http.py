@@ -150,7 +150,8 @@ def test_shared_state_endpoints(tmp_path):
     r = c.simulate_post(base + "clear", json={"clearAll": True})
     assert r.json["cleared"] == "all" and store.get("other") == {}
     # errors: JSON with the field named
-    assert c.simulate_post(base + "get", json={"path": "x"}).json["error"].endswith("`hostname`")
+    missing = c.simulate_post(base + "get", json={"path": "x"}).json
+    assert missing == {"error": "hostname is required", "field": "hostname"}
     assert c.simulate_post(base + "set", json={"hostname": "h"}).status_code == 400
     assert (
         c.simulate_post(

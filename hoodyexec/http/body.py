@@ -1,9 +1,7 @@
-"""Request bodies: the management API's JSON bodies and a script call's body.
+"""A script call's request body, parsed by content type.
 
-One decoder for every JSON body (deep nesting, malformed input and wrong types
-are all 400s naming what is wrong), small typed accessors for hand-read fields,
-and the script body parser by content type.
-"""
+(Management endpoints decode their bodies from their declarations:
+``http/spec.py``.)"""
 
 from __future__ import annotations
 
@@ -12,72 +10,11 @@ import email.policy
 from typing import Any
 from urllib.parse import parse_qs
 
-import falcon.asgi
 import msgspec
 
-from hoodyexec.errors import BadRequest, HoodyError
+from hoodyexec.errors import HoodyError
 
 _decode = msgspec.json.Decoder().decode
-
-
-def decode_json(raw: bytes, type_: Any = None) -> Any:
-    """Decode a request body (into ``type_`` when given); every problem is a 400.
-
-    msgspec raises ``RecursionError`` (not ``DecodeError``) for nesting deeper
-    than it follows (``[[[[...``); that is malformed input too, not a 500.
-    """
-    try:
-        return _decode(raw) if type_ is None else msgspec.json.decode(raw, type=type_)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(f"Invalid request body: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise BadRequest("Invalid JSON", detail=str(exc)) from None
-    except RecursionError:
-        raise BadRequest("Invalid JSON", detail="nested too deeply") from None
-
-
-async def json_body(req: falcon.asgi.Request, *, required: bool = True) -> dict[str, Any]:
-    """The request body as a JSON object; every problem is a 400."""
-    raw = await req.stream.read()
-    if not raw:
-        if required:
-            raise BadRequest("a JSON body is required")
-        return {}
-    body = decode_json(raw)
-    if not isinstance(body, dict):
-        raise BadRequest("the JSON body must be an object")
-    return body
-
-
-def need(body: dict[str, Any], key: str, kind: type | tuple[type, ...] = str) -> Any:
-    if key not in body or body[key] is None:
-        raise BadRequest(f"{key} is required", field=key)
-    value = body[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise BadRequest(f"{key} must be a {name}", field=key)
-    return value
-
-
-def flag(value: Any, name: str, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    raise BadRequest(f"{name} must be true or false", field=name)
-
-
-async def read_body(req: falcon.asgi.Request, type_: Any) -> Any:
-    """Decode a JSON body into ``type_``; every problem is a 400 naming the field."""
-    raw = await req.stream.read()
-    if not raw:
-        raise BadRequest("a JSON body is required")
-    return decode_json(raw, type_)
 
 
 def parse_body(raw: bytes, content_type: str | None) -> Any:

@@ -28,7 +28,7 @@ from hoodyexec.features.templates import api as templates
 from hoodyexec.features.validate import api as validate
 from hoodyexec.home import Home
 from hoodyexec.http import auth, endpoint, errors
-from hoodyexec.http.context import Context, Invoke, WorkerPids
+from hoodyexec.http.context import Broadcast, Context, Invoke, WorkerPids
 from hoodyexec.storage.base import SharedStore
 
 HEALTH_PATH = auth.HEALTH_PATH
@@ -55,8 +55,8 @@ def _validator() -> Any:
     except ImportError:  # pragma: no cover - the module is part of the kit
         return None
 
-    def check(code: str, folder: str) -> dict[str, Any]:
-        return validate_script(code, script_dir=folder)
+    def check(code: str, folder: str, rel: str) -> dict[str, Any]:
+        return validate_script(code, script_dir=folder, path=rel)
 
     return check
 
@@ -99,6 +99,7 @@ def create_management(
     home: Home | None = None,
     host_pattern: str | None = None,
     invoke: Invoke | None = None,
+    broadcast: Broadcast | None = None,
 ) -> falcon.asgi.App:
     """The management app: token check, then every feature's routes."""
     ctx = Context(
@@ -112,6 +113,7 @@ def create_management(
         shared=shared,
         hosts=HostMap(host_pattern) if host_pattern else HostMap(),
         invoke=invoke,
+        broadcast=broadcast,
     )
     app = falcon.asgi.App(middleware=[TokenAuth(token)])
     errors.install(app)

@@ -14,8 +14,19 @@ from hoodyexec.engine.store import safe_path, unreadable
 from hoodyexec.errors import BadRequest, NotFound
 from hoodyexec.files import write_atomic
 from hoodyexec.http import errors
-from hoodyexec.http.body import flag, json_body, need
 from hoodyexec.http.context import Context
+from hoodyexec.http.spec import Scoped
+
+from .schemas import (
+    BULK,
+    READ,
+    SCHEMA,
+    UPDATE,
+    Comments,
+    MagicBulkBody,
+    MagicReadQuery,
+    MagicUpdateBody,
+)
 
 
 def _refused(exc: ValueError) -> BadRequest:
@@ -24,18 +35,15 @@ def _refused(exc: ValueError) -> BadRequest:
     return BadRequest(str(exc), field=f"comments.{name}" if name else "comments")
 
 
-def _comments(body: dict[str, Any]) -> dict[str, Any] | str:
-    """The ``comments`` field, checked in full before any file is read or written."""
-    comments = body.get("comments")
-    if not isinstance(comments, dict | str):
-        raise BadRequest(
-            "comments must be an object of name → value (null removes) or a string of '# @name value' lines",
-            field="comments",
-        )
+def _comments(comments: Comments) -> Comments:
+    """The ``comments`` field, checked in full before any file is read or written:
+    names and values are one safe line each, and the values are valid (applied to
+    an empty file, they must parse without a problem)."""
     try:
         magic.check_comments(comments)
     except ValueError as exc:
         raise _refused(exc) from None
+    _apply("", comments)
     return comments
 
 
@@ -69,7 +77,9 @@ class MagicAPI:
         self.ctx = ctx
         self.store = ctx.store
 
-    async def on_get_schema(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+    async def schema(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, _: None, __: None
+    ) -> None:
         errors.json_response(
             resp,
             {
@@ -79,11 +89,10 @@ class MagicAPI:
             },
         )
 
-    async def on_get_read(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        path = req.get_param("path")
-        if not path:
-            raise BadRequest("path query parameter is required", field="path")
-        target, rel = safe_path(self.ctx.scope(req), path)
+    async def read(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, _: None, query: MagicReadQuery
+    ) -> None:
+        target, rel = safe_path(self.ctx.scope(req, None, query), query.path)
         source = _read(target, rel, encoding="utf-8", errors="replace")
         parsed, problems = magic.parse(source)
         values = {k: v for k, v in msgspec.to_builtins(parsed).items() if k not in ("raw", "lines")}
@@ -100,13 +109,18 @@ class MagicAPI:
             },
         )
 
-    async def on_put_update(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        body = await json_body(req)
-        target, rel = safe_path(self.ctx.scope(req, body), need(body, "path"))
-        comments = _comments(body)
+    async def update(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        body: MagicUpdateBody,
+        query: Scoped,
+    ) -> None:
+        target, rel = safe_path(self.ctx.scope(req, body, query), body.path)
+        comments = _comments(body.comments)
         source = _read(target, rel, encoding="utf-8")
         new, parsed = _apply(source, comments)
-        dry = flag(body.get("dry_run"), "dry_run", False)
+        dry = body.dry_run
         if not dry and new != source:
             write_atomic(target, new.encode("utf-8"))
         errors.json_response(
@@ -121,20 +135,21 @@ class MagicAPI:
             },
         )
 
-    async def on_post_bulk(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        body = await json_body(req)
-        scope = self.ctx.scope(req, body)
-        directory = body.get("directory") or ""
-        if not isinstance(directory, str):
-            raise BadRequest("directory must be a string", field="directory")
-        extension = body.get("extension") or ".py"
-        if not isinstance(extension, str):
-            raise BadRequest("extension must be a string", field="extension")
+    async def bulk(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        body: MagicBulkBody,
+        query: Scoped,
+    ) -> None:
+        scope = self.ctx.scope(req, body, query)
+        directory = body.directory
+        extension = body.extension or ".py"
         if not extension.startswith("."):
             extension = "." + extension
-        comments = _comments(body)
-        dry = flag(body.get("dry_run"), "dry_run", False)
-        recursive = flag(body.get("recursive"), "recursive", True)
+        comments = _comments(body.comments)
+        dry = body.dry_run
+        recursive = body.recursive
         base, directory = safe_path(scope, directory, allow_root=True)
         if not os.path.isdir(base):
             raise NotFound(f"No such folder: {directory or '/'}", path=directory)
@@ -184,8 +199,7 @@ def register(app: falcon.asgi.App, ctx: Context) -> None:
     if ctx.home is None:
         return
     api = MagicAPI(ctx)
-    base = "/api/v1/exec/magic-comments/"
-    app.add_route(base + "schema", api, suffix="schema")
-    app.add_route(base + "read", api, suffix="read")
-    app.add_route(base + "update", api, suffix="update")
-    app.add_route(base + "bulk-update", api, suffix="bulk")
+    ctx.route(SCHEMA, api.schema)
+    ctx.route(READ, api.read)
+    ctx.route(UPDATE, api.update)
+    ctx.route(BULK, api.bulk)

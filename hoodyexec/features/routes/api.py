@@ -20,10 +20,13 @@ import msgspec
 from hoodyexec.engine.store import describe_listed, unreadable
 from hoodyexec.errors import BadRequest, ControlUnavailable
 from hoodyexec.http import errors
-from hoodyexec.http.body import flag, json_body, need
 from hoodyexec.http.context import Context
 from hoodyexec.http.router import RouteTable, table_for
+from hoodyexec.http.spec import Scoped
 from hoodyexec.ipc.bridge import WORKER_PID
+from hoodyexec.ipc.protocol import Invoke
+
+from .schemas import DISCOVER, RESOLVE, TEST, RouteDiscoverBody, RouteResolveBody, RouteTestBody
 
 _encode = msgspec.json.Encoder().encode
 # route/test keeps at most this much of a script's answer (then "truncated": true).
@@ -66,16 +69,18 @@ class RoutesAPI:
     def _table(self, scope: Any) -> RouteTable:
         return table_for(scope.root)
 
-    async def on_post_discover(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        body = await json_body(req, required=False)
-        scope = self.ctx.scope(req, body)
-        base = body.get("baseDir") or ""
-        if not isinstance(base, str):
-            raise BadRequest("baseDir must be a string", field="baseDir")
-        base = base.strip("/")
+    async def discover(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        body: RouteDiscoverBody,
+        query: Scoped,
+    ) -> None:
+        scope = self.ctx.scope(req, body, query)
+        base = body.baseDir.strip("/")
         table = self._table(scope)
         skipped = dict(table.report())
-        with_meta = flag(body.get("includeMetadata"), "includeMetadata", False)
+        with_meta = body.includeMetadata
         out = []
         for route in sorted(table.files.values(), key=lambda r: r.route):
             if base and not (route.file == base or route.file.startswith(base + "/")):
@@ -111,13 +116,17 @@ class RoutesAPI:
             },
         )
 
-    async def on_post_resolve(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        body = await json_body(req)
-        scope = self.ctx.scope(req, body)
-        path = body.get("path") or body.get("url") or body.get("route")
-        if not isinstance(path, str) or not path:
+    async def resolve(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        body: RouteResolveBody,
+        query: Scoped,
+    ) -> None:
+        scope = self.ctx.scope(req, body, query)
+        if not body.path:
             raise BadRequest("path is required (a URL path such as /api/users/42)", field="path")
-        path = urlsplit(path).path or "/"
+        path = urlsplit(body.path).path or "/"
         found = self._table(scope).find(path if path.startswith("/") else "/" + path)
         if found is None:
             errors.json_response(
@@ -139,10 +148,15 @@ class RoutesAPI:
             },
         )
 
-    async def on_post_test(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        body = await json_body(req)
-        scope = self.ctx.scope(req, body)
-        path = need(body, "path")
+    async def test(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        body: RouteTestBody,
+        query: Scoped,
+    ) -> None:
+        scope = self.ctx.scope(req, body, query)
+        path = body.path
         split = urlsplit(path)
         url_path = split.path or "/"
         if not url_path.startswith("/"):
@@ -154,17 +168,12 @@ class RoutesAPI:
                 url_path = route_for(url_path.lstrip("/")).templates[0]
             except NotRoutable as exc:
                 raise BadRequest(f"{path} is not routable: {exc}") from None
-        method = str(body.get("method") or "GET").upper()
+        method = (body.method or "GET").upper()
         if method not in _METHODS:
             raise BadRequest(f"method must be one of {', '.join(sorted(_METHODS))}", field="method")
-        query = body.get("query") or {}
-        if not isinstance(query, dict):
-            raise BadRequest("query must be an object", field="query")
-        qs = "&".join(filter(None, [split.query, urlencode(query, doseq=True)]))
-        headers = body.get("headers") or {}
-        if not isinstance(headers, dict):
-            raise BadRequest("headers must be an object", field="headers")
-        payload = body.get("body")
+        qs = "&".join(filter(None, [split.query, urlencode(body.query, doseq=True)]))
+        headers = body.headers
+        payload = body.body
         raw = b""
         hdrs = {}
         for k, v in headers.items():
@@ -191,25 +200,24 @@ class RoutesAPI:
         # Run it in another worker than the one forwarding this call, so a
         # script that kills its worker cannot take this call's client with it.
         answer = await self.invoke(
-            {
-                "subdomain": scope.subdomain,
-                "execId": scope.exec_id,
-                "method": method,
-                "path": url_path,
-                "query_string": qs.encode(),
-                "headers": list(hdrs.items()),
-                "body": raw,
-                "trigger": "test",
-                "limit": TEST_BODY_LIMIT,
-            },
+            Invoke(
+                subdomain=scope.subdomain,
+                exec_id=scope.exec_id,
+                method=method,
+                path=url_path,
+                query_string=qs.encode(),
+                headers=list(hdrs.items()),
+                body=raw,
+                trigger="test",
+                limit=TEST_BODY_LIMIT,
+            ),
             req.scope.get(WORKER_PID, 0),
         )
-        data = answer["body"]
-        out_headers = {k: v for k, v in answer["headers"]}
-        duration = answer["durationMs"]
+        data = answer.body
+        out_headers = {k: v for k, v in answer.headers}
         ctype = out_headers.get("content-type", "")
         result: Any
-        if "json" in ctype and not answer["truncated"]:
+        if "json" in ctype and not answer.truncated:
             try:
                 result = msgspec.json.decode(data)
             except (msgspec.DecodeError, RecursionError):
@@ -225,16 +233,16 @@ class RoutesAPI:
                 **scope.to_dict(),
                 "path": url_path,
                 "method": method,
-                "status": answer["status"],
+                "status": answer.status,
                 "headers": out_headers,
                 "body": result,
                 "bodyEncoding": "hex"
                 if result is not None
                 and not ("json" in ctype or ctype.startswith("text/") or "event-stream" in ctype)
                 else "text",
-                "durationMs": duration,
-                "truncated": answer["truncated"],
-                "timedOut": answer["timedOut"],
+                "durationMs": answer.duration_ms,
+                "truncated": answer.truncated,
+                "timedOut": answer.timed_out,
                 "trigger": "test",
             },
         )
@@ -244,7 +252,6 @@ def register(app: falcon.asgi.App, ctx: Context) -> None:
     if ctx.home is None:
         return
     api = RoutesAPI(ctx)
-    base = "/api/v1/exec/route/"
-    app.add_route(base + "discover", api, suffix="discover")
-    app.add_route(base + "resolve", api, suffix="resolve")
-    app.add_route(base + "test", api, suffix="test")
+    ctx.route(DISCOVER, api.discover)
+    ctx.route(RESOLVE, api.resolve)
+    ctx.route(TEST, api.test)

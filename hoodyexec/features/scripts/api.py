@@ -18,12 +18,12 @@ from .schemas import (
     READ,
     TREE,
     WRITE,
-    DeleteQuery,
-    ListQuery,
-    MoveBody,
-    PathQuery,
-    TreeBody,
-    WriteBody,
+    ScriptDeleteQuery,
+    ScriptListQuery,
+    ScriptMoveBody,
+    ScriptPathQuery,
+    ScriptTreeBody,
+    ScriptWriteBody,
 )
 
 
@@ -36,7 +36,11 @@ class ScriptsAPI:
         self.scope = ctx.scope
 
     async def write(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, body: WriteBody, query: Scoped
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        body: ScriptWriteBody,
+        query: Scoped,
     ) -> None:
         result = self.store.write(
             self.scope(req, body, query),
@@ -48,12 +52,12 @@ class ScriptsAPI:
         errors.json_response(resp, result, status=201 if result["created"] else 200)
 
     async def read(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, _: None, query: PathQuery
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, _: None, query: ScriptPathQuery
     ) -> None:
         errors.json_response(resp, self.store.read(self.scope(req, None, query), query.path))
 
     async def list(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, _: None, query: ListQuery
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, _: None, query: ScriptListQuery
     ) -> None:
         tags = query.tags
         if isinstance(tags, str):
@@ -74,14 +78,22 @@ class ScriptsAPI:
         errors.json_response(resp, result)
 
     async def delete(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, body: Scoped, query: DeleteQuery
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        body: Scoped,
+        query: ScriptDeleteQuery,
     ) -> None:
         if query.confirm != "true":
             raise BadRequest("confirm=true parameter required for safety", field="confirm")
         errors.json_response(resp, self.store.delete(self.scope(req, body, query), query.path))
 
     async def move(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, body: MoveBody, query: Scoped
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        body: ScriptMoveBody,
+        query: Scoped,
     ) -> None:
         result = self.store.move(
             self.scope(req, body, query), body.from_, body.to, overwrite=body.overwrite
@@ -89,7 +101,11 @@ class ScriptsAPI:
         errors.json_response(resp, result)
 
     async def tree(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, body: TreeBody, query: Scoped
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        body: ScriptTreeBody,
+        query: Scoped,
     ) -> None:
         result = self.store.tree(
             self.scope(req, body, query),

@@ -11,15 +11,15 @@ from hoodyexec.http.spec import Endpoint, Scoped
 E = "/api/v1/exec/scripts/"
 
 
-class PathQuery(Scoped):
+class ScriptPathQuery(Scoped):
     path: str
 
 
-class DeleteQuery(PathQuery):
+class ScriptDeleteQuery(ScriptPathQuery):
     confirm: Literal["true", "false"] | None = None
 
 
-class ListQuery(Scoped):
+class ScriptListQuery(Scoped):
     dir: str = ""
     filter: str | None = None
     metadata: bool = False
@@ -33,20 +33,20 @@ class ListQuery(Scoped):
     aliases: ClassVar[dict[str, str]] = {"exec_id": "execId", "directory": "dir"}
 
 
-class WriteBody(Scoped):
+class ScriptWriteBody(Scoped):
     path: str
     content: str
     createDirs: bool = True  # noqa: N815
     validate: bool = True
 
 
-class MoveBody(Scoped):
+class ScriptMoveBody(Scoped):
     from_: str = msgspec.field(name="from")
     to: str
     overwrite: bool = False
 
 
-class TreeBody(Scoped):
+class ScriptTreeBody(Scoped):
     baseDir: str = ""  # noqa: N815
     maxDepth: Annotated[int, msgspec.Meta(ge=0, le=64)] = 10  # noqa: N815
     includeMetadata: bool = False  # noqa: N815
@@ -62,7 +62,7 @@ WRITE = Endpoint(
     E + "write",
     "Write Script",
     "scripts",
-    body=WriteBody,
+    body=ScriptWriteBody,
     query=Scoped,
     responses={
         201: "Created",
@@ -76,7 +76,7 @@ READ = Endpoint(
     E + "read",
     "Read Script",
     "scripts",
-    query=PathQuery,
+    query=ScriptPathQuery,
     responses={200: "OK", **PATH_ERRORS, 404: "No such file"},
 )
 LIST = Endpoint(
@@ -84,7 +84,7 @@ LIST = Endpoint(
     E + "list",
     "List Scripts",
     "scripts",
-    query=ListQuery,
+    query=ScriptListQuery,
     responses={200: "OK", **PATH_ERRORS, 404: "No such folder"},
 )
 DELETE = Endpoint(
@@ -92,7 +92,7 @@ DELETE = Endpoint(
     E + "delete",
     "Delete Script",
     "scripts",
-    query=DeleteQuery,
+    query=ScriptDeleteQuery,
     body=Scoped,
     body_required=False,
     responses={200: "Deleted", **PATH_ERRORS, 404: "No such file"},
@@ -104,7 +104,7 @@ MOVE = Endpoint(
     E + "move",
     "Move Script",
     "scripts",
-    body=MoveBody,
+    body=ScriptMoveBody,
     query=Scoped,
     responses={
         200: "Moved",
@@ -118,7 +118,7 @@ TREE = Endpoint(
     E + "tree",
     "Get Script Tree",
     "scripts",
-    body=TreeBody,
+    body=ScriptTreeBody,
     query=Scoped,
     body_required=False,
     responses={200: "OK", **PATH_ERRORS, 404: "No such folder"},

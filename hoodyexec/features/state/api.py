@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import falcon.asgi
-import msgspec
 
 from hoodyexec.engine.catalog import instance_name_ok, state_key
 from hoodyexec.engine.hosts import HostMap
 from hoodyexec.errors import BadRequest, NotFound
 from hoodyexec.http import errors
-from hoodyexec.http.body import read_body
 from hoodyexec.http.context import Context
 from hoodyexec.storage.base import SharedStore
 
-
-class _StateGet(msgspec.Struct, forbid_unknown_fields=False):
-    hostname: str
-    path: str | None = None
-
-
-class _StateSet(msgspec.Struct, forbid_unknown_fields=False):
-    hostname: str
-    value: Any
-    path: str | None = None
-    merge: bool = False
-
-
-class _StateClear(msgspec.Struct, forbid_unknown_fields=False):
-    hostname: str | None = None
-    path: str | None = None
-    clearAll: bool = False  # noqa: N815 - the reference's name
+from .schemas import CLEAR, GET, SET, StateClear, StateGet, StateSet
 
 
 class SharedStateAPI:
@@ -58,8 +39,9 @@ class SharedStateAPI:
             return None
         return state_key(sub, eid)
 
-    async def on_post_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        body = await read_body(req, _StateGet)
+    async def get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, body: StateGet, _: None
+    ) -> None:
         key = self._key(body.hostname)
         value = self.store.get(key, body.path, None) if key else None
         exists = key is not None and (
@@ -76,8 +58,9 @@ class SharedStateAPI:
             },
         )
 
-    async def on_post_set(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        body = await read_body(req, _StateSet)
+    async def set(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, body: StateSet, _: None
+    ) -> None:
         key = self._key(body.hostname)
         if key is None:
             raise NotFound(
@@ -100,8 +83,9 @@ class SharedStateAPI:
             },
         )
 
-    async def on_post_clear(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        body = await read_body(req, _StateClear)
+    async def clear(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, body: StateClear, _: None
+    ) -> None:
         if body.clearAll:
             count = self.store.clear(None)
             return errors.json_response(
@@ -131,5 +115,6 @@ def register(app: falcon.asgi.App, ctx: Context) -> None:
     api = SharedStateAPI(
         ctx.shared, ctx.hosts if ctx.home else None, ctx.home.scripts if ctx.home else None
     )
-    for name in ("get", "set", "clear"):
-        app.add_route(f"/api/v1/exec/shared-state/{name}", api, suffix=name)
+    ctx.route(GET, api.get)
+    ctx.route(SET, api.set)
+    ctx.route(CLEAR, api.clear)

@@ -10,6 +10,7 @@ from hoodyexec import __version__
 from hoodyexec.http import errors
 from hoodyexec.http.auth import HEALTH_PATH
 from hoodyexec.http.context import Context, WorkerPids
+from hoodyexec.http.spec import Endpoint
 
 
 class Health:
@@ -31,7 +32,9 @@ class Health:
         self.expected_workers = expected_workers
         self.up = False  # latched once all workers have linked
 
-    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+    async def __call__(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, _: None, __: None
+    ) -> None:
         workers = await self.worker_pids()
         self.up = self.up or len(workers) >= self.expected_workers
         errors.json_response(
@@ -50,8 +53,22 @@ class Health:
             resp.set_header("Retry-After", "1")
 
 
+HEALTH = Endpoint(
+    "GET",
+    HEALTH_PATH,
+    "Health Check",
+    "health",
+    public=True,
+    responses={
+        200: "Serving: every request worker has linked",
+        503: 'Starting: not every request worker has linked yet ({"status": "starting"}, '
+        "Retry-After)",
+    },
+)
+
+
 def register(app: falcon.asgi.App, ctx: Context) -> None:
-    app.add_route(
-        HEALTH_PATH,
+    ctx.route(
+        HEALTH,
         Health(ctx.started, ctx.master_pid, ctx.control_pid, ctx.worker_pids, ctx.expected_workers),
     )

@@ -12,11 +12,26 @@ import falcon
 import falcon.asgi
 import msgspec
 
-from hoodyexec.errors import BadRequest
+from hoodyexec.errors import NotFound
 from hoodyexec.features.templates.service import TemplateStore, parse_variables
 from hoodyexec.http import errors
-from hoodyexec.http.body import flag, json_body, need
 from hoodyexec.http.context import Context
+from hoodyexec.http.spec import Scoped
+
+from .schemas import (
+    CREATE,
+    DELETE,
+    GENERATE,
+    LIST,
+    META_FIELDS,
+    PREVIEW,
+    UPDATE,
+    TemplateCreateBody,
+    TemplateGenerateBody,
+    TemplateListQuery,
+    TemplatePreviewQuery,
+    TemplateUpdateBody,
+)
 
 
 class TemplatesAPI:
@@ -25,18 +40,21 @@ class TemplatesAPI:
         self.ctx = ctx
         self.store = ctx.store
 
-    def templates(
-        self, req: falcon.asgi.Request, body: dict[str, Any] | None = None
-    ) -> TemplateStore:
-        scope = self.ctx.scope(req, body)
+    def templates(self, req: falcon.asgi.Request, body: Any, query: Any) -> TemplateStore:
+        scope = self.ctx.scope(req, body, query)
         return TemplateStore(os.path.join(scope.root, "_hoody", "templates"))
 
-    async def on_get_list(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        p = req.params
-        items = self.templates(req).list(
-            category=p.get("category") or None,
-            include_builtin=flag(p.get("includeBuiltin"), "includeBuiltin", True),
-            include_custom=flag(p.get("includeCustom"), "includeCustom", True),
+    async def list(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        _: None,
+        query: TemplateListQuery,
+    ) -> None:
+        items = self.templates(req, None, query).list(
+            category=query.category or None,
+            include_builtin=query.includeBuiltin,
+            include_custom=query.includeCustom,
         )
         categories = sorted({t.get("category") for t in items if t.get("category")})
         errors.json_response(
@@ -44,41 +62,42 @@ class TemplatesAPI:
             {"success": True, "templates": items, "count": len(items), "categories": categories},
         )
 
-    async def on_get_preview(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        name = req.get_param("name")
-        if not name:
-            raise BadRequest("name query parameter is required", field="name")
-        text = req.get_param("variables")
-        variables = parse_variables(text) if text else {}
-        store = self.templates(req)
-        template = store.get(name)
-        code = store.render(name, variables)
+    async def preview(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        _: None,
+        query: TemplatePreviewQuery,
+    ) -> None:
+        variables = parse_variables(query.variables) if query.variables else {}
+        store = self.templates(req, None, query)
+        template = store.get(query.name)
+        code = store.render(query.name, variables)
         errors.json_response(
             resp,
             {
                 "success": True,
-                "name": name,
+                "name": query.name,
                 "code": code,
                 "filename": template.filename,
                 "variables": [msgspec.to_builtins(v) for v in template.variables],
             },
         )
 
-    async def on_post_generate(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        body = await json_body(req)
-        name = need(body, "name")
-        variables = body.get("variables") or {}
-        if not isinstance(variables, dict):
-            raise BadRequest("variables must be an object", field="variables")
-        store = self.templates(req, body)
-        template = store.get(name)
-        code = store.render(name, variables)
-        out: dict[str, Any] = {"success": True, "name": name, "code": code, "saved": False}
-        if flag(body.get("saveFile"), "saveFile", False):
-            path = body.get("outputPath") or template.filename
-            if not isinstance(path, str):
-                raise BadRequest("outputPath must be a string", field="outputPath")
-            written = self.store.write(self.ctx.scope(req, body), path, code)
+    async def generate(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        body: TemplateGenerateBody,
+        query: Scoped,
+    ) -> None:
+        store = self.templates(req, body, query)
+        template = store.get(body.name)
+        code = store.render(body.name, body.variables)
+        out: dict[str, Any] = {"success": True, "name": body.name, "code": code, "saved": False}
+        if body.saveFile:
+            path = body.outputPath or template.filename
+            written = self.store.write(self.ctx.scope(req, body, query), path, code)
             out.update(
                 saved=True,
                 path=written["path"],
@@ -87,37 +106,44 @@ class TemplatesAPI:
             )
         errors.json_response(resp, out, status=201 if out["saved"] else 200)
 
-    async def on_post_create(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        body = await json_body(req)
-        name = need(body, "name")
-        code = need(body, "code")
-        metadata = body.get("metadata") or {
-            k: v for k, v in body.items() if k not in ("name", "code")
-        }
-        if not isinstance(metadata, dict):
-            raise BadRequest("metadata must be an object", field="metadata")
-        template = self.templates(req, body).create_custom(name, code, metadata)
+    async def create(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        body: TemplateCreateBody,
+        query: Scoped,
+    ) -> None:
+        metadata = body.metadata
+        if metadata is None:
+            metadata = {k: v for k in META_FIELDS if (v := getattr(body, k)) is not None}
+        template = self.templates(req, body, query).create_custom(body.name, body.code, metadata)
         errors.json_response(
             resp, {"success": True, "template": msgspec.to_builtins(template)}, status=201
         )
 
-    async def on_put_update(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, name: str
+    async def update(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        body: TemplateUpdateBody,
+        query: Scoped,
+        name: str,
     ) -> None:
-        body = await json_body(req)
-        code = body.get("code")
-        metadata = body.get("metadata")
-        if code is not None and not isinstance(code, str):
-            raise BadRequest("code must be a string", field="code")
-        if metadata is not None and not isinstance(metadata, dict):
-            raise BadRequest("metadata must be an object", field="metadata")
-        template = self.templates(req, body).update_custom(name, code=code, metadata=metadata)
+        template = self.templates(req, None, query).update_custom(
+            name, code=body.code, metadata=body.metadata
+        )
         errors.json_response(resp, {"success": True, "template": msgspec.to_builtins(template)})
 
-    async def on_delete_delete(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, name: str
+    async def delete(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        _: None,
+        query: Scoped,
+        name: str,
     ) -> None:
-        self.templates(req).delete_custom(name)
+        if not self.templates(req, None, query).delete_custom(name):
+            raise NotFound(f"No custom template {name!r}", name=name)
         errors.json_response(resp, {"success": True, "deleted": name})
 
 
@@ -125,10 +151,9 @@ def register(app: falcon.asgi.App, ctx: Context) -> None:
     if ctx.home is None:
         return
     api = TemplatesAPI(ctx)
-    base = "/api/v1/exec/templates/"
-    app.add_route(base + "list", api, suffix="list")
-    app.add_route(base + "preview", api, suffix="preview")
-    app.add_route(base + "generate", api, suffix="generate")
-    app.add_route(base + "create-custom", api, suffix="create")
-    app.add_route(base + "update-custom/{name}", api, suffix="update")
-    app.add_route(base + "delete-custom/{name}", api, suffix="delete")
+    ctx.route(LIST, api.list)
+    ctx.route(PREVIEW, api.preview)
+    ctx.route(GENERATE, api.generate)
+    ctx.route(CREATE, api.create)
+    ctx.route(UPDATE, api.update)
+    ctx.route(DELETE, api.delete)

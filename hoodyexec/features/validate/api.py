@@ -4,62 +4,53 @@ magic-comments, return-type). ``typescript`` means the Python static checks
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import falcon
 import falcon.asgi
 
-from hoodyexec.errors import BadRequest
 from hoodyexec.features.validate import service as validation
 from hoodyexec.http import errors
-from hoodyexec.http.body import json_body, need
 from hoodyexec.http.context import Context
+from hoodyexec.http.endpoint import Handler
 
-_MISSING = object()
+from .schemas import (
+    DEPENDENCIES,
+    MAGIC,
+    RETURN_TYPE,
+    SCRIPT,
+    SYNTAX,
+    TYPESCRIPT,
+    CodeBody,
+    ReturnTypeBody,
+)
 
 
 class ValidateAPI:
-    async def _code(self, req: falcon.asgi.Request) -> str:
-        body = await json_body(req)
-        return need(body, "code")
+    """Each check on ``code`` answers its report; none raises for bad code."""
 
-    async def on_post_script(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        errors.json_response(resp, validation.validate_script(await self._code(req)))
+    @staticmethod
+    def check(run: Callable[[str], dict[str, Any]]) -> Handler:
+        async def handle(
+            req: falcon.asgi.Request, resp: falcon.asgi.Response, body: CodeBody, _: None
+        ) -> None:
+            errors.json_response(resp, run(body.code))
 
-    async def on_post_syntax(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        errors.json_response(resp, validation.check_syntax(await self._code(req)))
+        return handle
 
-    async def on_post_typescript(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response
+    @staticmethod
+    async def return_type(
+        req: falcon.asgi.Request, resp: falcon.asgi.Response, body: ReturnTypeBody, _: None
     ) -> None:
-        errors.json_response(resp, validation.check_static(await self._code(req)))
-
-    async def on_post_dependencies(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response
-    ) -> None:
-        errors.json_response(resp, validation.check_dependencies(await self._code(req)))
-
-    async def on_post_magic(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        errors.json_response(resp, validation.check_magic(await self._code(req)))
-
-    async def on_post_return(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        body: dict[str, Any] = await json_body(req)
-        type_definition = need(body, "typeDefinition")
-        value = body.get("value", _MISSING)
-        if value is _MISSING:
-            raise BadRequest("value is required", field="value")
-        errors.json_response(resp, validation.check_return_type(type_definition, value))
+        errors.json_response(resp, validation.check_return_type(body.typeDefinition, body.value))
 
 
 def register(app: falcon.asgi.App, ctx: Context) -> None:
-    api = ValidateAPI()
-    base = "/api/v1/exec/validate/"
-    for name, suffix in (
-        ("script", "script"),
-        ("syntax", "syntax"),
-        ("typescript", "typescript"),
-        ("dependencies", "dependencies"),
-        ("magic-comments", "magic"),
-        ("return-type", "return"),
-    ):
-        app.add_route(base + name, api, suffix=suffix)
+    check = ValidateAPI.check
+    ctx.route(SCRIPT, check(validation.validate_script))
+    ctx.route(SYNTAX, check(validation.check_syntax))
+    ctx.route(TYPESCRIPT, check(validation.check_static))
+    ctx.route(DEPENDENCIES, check(validation.check_dependencies))
+    ctx.route(MAGIC, check(validation.check_magic))
+    ctx.route(RETURN_TYPE, ValidateAPI.return_type)

@@ -14,6 +14,7 @@ import builtins
 import dataclasses
 import importlib.metadata
 import importlib.util
+import inspect
 import json
 import os
 import sys
@@ -27,6 +28,7 @@ import msgspec
 
 from hoodyexec.engine import compiler
 from hoodyexec.engine import magic as magic_mod
+from hoodyexec.engine.routes import NotRoutable, route_for
 
 Item = dict[str, Any]
 
@@ -301,12 +303,23 @@ class _AnnotationCheck:
             self.errors.append(_item(pos[0], pos[1], message))
 
 
-def _entry_warnings(tree: ast.Module, facts: dict[str, Any]) -> list[Item]:
-    """Entry parameters the kit cannot fill (unless they are route params)."""
+def _entry_problems(
+    tree: ast.Module,
+    facts: dict[str, Any],
+    defined: set[str] | None,
+    route_params: tuple[str, ...] | None,
+) -> list[Item]:
+    """Entry parameters the kit cannot fill, by the compiler's own rule
+    (``compiler.injectable``). ``route_params`` None: the script's path is not
+    known, so a route parameter cannot be told from a mistake (see
+    ``_static_result``). ``defined``: the module's names (None: a star import
+    may bind anything)."""
     found: list[Item] = []
     for name, definition in compiler.entry_definitions(tree, facts).items():
         for arg, has_default, positional_only in _parameters(definition.args):
-            message = _parameter_problem(name, arg, has_default, positional_only)
+            message = _parameter_problem(
+                name, arg, has_default, positional_only, defined, route_params
+            )
             if message:
                 found.append(_item(arg.lineno, arg.col_offset + 1, message))
     return found
@@ -322,28 +335,52 @@ def _parameters(args: ast.arguments) -> Iterator[tuple[ast.arg, bool, bool]]:
         yield arg, default is not None, False
 
 
-def _parameter_problem(fn: str, arg: ast.arg, has_default: bool, positional_only: bool) -> str:
+def _parameter_problem(
+    fn: str,
+    arg: ast.arg,
+    has_default: bool,
+    positional_only: bool,
+    defined: set[str] | None,
+    route_params: tuple[str, ...] | None,
+) -> str:
     line = arg.lineno
     if positional_only and not has_default:
         return (
             f"{fn}(): positional-only parameter '{arg.arg}' cannot be injected: "
             f"parameters are passed by name (line {line})"
         )
-    if arg.arg in compiler.CONTEXT_NAMES or has_default or arg.annotation is not None:
+    tp = _static_type(arg.annotation, defined)
+    known_routes = route_params or ()
+    if tp is None or compiler.injectable(arg.arg, known_routes, has_default=has_default, tp=tp):
         return ""
-    known = ", ".join(sorted(compiler.CONTEXT_NAMES))
-    return (
-        f"{fn}(): parameter '{arg.arg}' is not an injectable name ({known}); unless it is "
-        "a route parameter, give it a default or annotate it with a msgspec Struct, "
-        f"dataclass or TypedDict (line {line})"
-    )
+    unless = "" if route_params is not None else "; unless it is a route parameter"
+    return f"{compiler.injection_error(fn, arg.arg, known_routes)}{unless} (line {line})"
+
+
+def _static_type(annotation: ast.expr | None, defined: set[str] | None) -> Any:
+    """An annotation as ``compiler.injectable`` sees it, without running anything:
+    none at all, or a bare builtin type the module does not rebind (``x: int``).
+    None when only running the module could tell (it may name a Struct)."""
+    if annotation is None:
+        return inspect.Parameter.empty
+    if isinstance(annotation, ast.Name) and defined is not None and annotation.id not in defined:
+        value = getattr(builtins, annotation.id, None)
+        if isinstance(value, type):
+            return value
+    return None
 
 
 def _position(item: Item) -> tuple[int, int]:
     return (item["line"], item["column"])
 
 
-def _static_result(compiled: _Compiled) -> dict[str, Any]:
+def _static_result(
+    compiled: _Compiled, route_params: tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    """Static checks. Entry parameters that cannot be injected are errors when the
+    script's route params are known (``route_params``: a write knows its path), since
+    every call would fail; without a path they are warnings (``id`` may be a route
+    param)."""
     if compiled.errors or compiled.tree is None:
         return {"valid": False, "errors": compiled.errors, "warnings": compiled.warnings}
     names = _collect_names(compiled.tree)
@@ -351,14 +388,28 @@ def _static_result(compiled: _Compiled) -> dict[str, Any]:
     annotations = _AnnotationCheck(names.defined, names.star)
     for annotation in names.annotations:
         annotations.check(annotation)
+    defined = None if names.star else names.defined
+    entries = _entry_problems(compiled.tree, compiled.facts, defined, route_params)
+    found = list(compiled.warnings)
+    (found if route_params is None else errors).extend(entries)
     errors = sorted(errors + annotations.errors, key=_position)
-    found = compiled.warnings + _entry_warnings(compiled.tree, compiled.facts)
     return {"valid": not errors, "errors": errors, "warnings": sorted(found, key=_position)}
 
 
-def check_static(code: str) -> dict[str, Any]:
+def check_static(code: str, route_params: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Syntax, undefined names, unresolvable annotations, uninjectable params."""
-    return _static_result(_compile(code, "<script>"))
+    return _static_result(_compile(code, "<script>"), route_params)
+
+
+def route_params_of(path: str | None) -> tuple[str, ...] | None:
+    """The route params a script at ``path`` gets; None when it is not a route (a
+    private module, no path given): then nothing calls its entry functions."""
+    if path is None:
+        return None
+    try:
+        return route_for(path).params
+    except NotRoutable:
+        return None
 
 
 # -- dependencies ---------------------------------------------------------------
@@ -633,14 +684,20 @@ def _messages(results: Iterable[dict[str, Any]], key: str) -> list[str]:
 
 
 def validate_script(
-    code: str, *, script_dir: str | None = None, extra_paths: list[str] | None = None
+    code: str,
+    *,
+    script_dir: str | None = None,
+    extra_paths: list[str] | None = None,
+    path: str | None = None,
 ) -> dict[str, Any]:
-    """All four checks; ``errors``/``warnings`` summarise them as text."""
+    """All four checks; ``errors``/``warnings`` summarise them as text. ``path``
+    (relative to the instance, as ``scripts/write`` knows it) gives the route params,
+    which makes uninjectable entry parameters errors."""
     compiled = _compile(code, "<script>")
     parse_errors = compiled.errors if compiled.tree is None else []
     results = {
         "syntax": _syntax_result(compiled),
-        "typescript": _static_result(compiled),
+        "typescript": _static_result(compiled, route_params_of(path)),
         "dependencies": _dependencies(
             compiled.tree, parse_errors, script_dir, list(extra_paths or ())
         ),

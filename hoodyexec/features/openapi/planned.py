@@ -1,0 +1,230 @@
+"""Declarations of the reference endpoints this version does not serve yet.
+
+They answer 501, but the OpenAPI document still describes their parameters and
+bodies, as the reference documents them. When a capability lands, its feature
+folder declares these endpoints itself and the entry here goes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+import msgspec
+
+from hoodyexec.http.spec import Endpoint, Fields, Scoped
+
+E = "/api/v1/exec/"
+
+
+class AnyObject(Fields):
+    """A free-form JSON object (the reference documents no fields)."""
+
+
+class CacheClear(Fields):
+    hostname: str | None = None
+    scriptPath: str | None = None  # noqa: N815 - the reference's names
+    clearVm: bool = True  # noqa: N815
+    clearState: bool = False  # noqa: N815
+    clearAll: bool = False  # noqa: N815
+
+
+class DependenciesCheck(Fields):
+    code: str | None = None
+    modules: str | None = None
+
+
+class DependenciesInstall(Fields):
+    modules: str | list[str]
+    force: bool = False
+
+
+class LogsClearQuery(Fields):
+    file: str | None = None
+    type: str | None = None
+    olderThanDays: int | None = None  # noqa: N815
+    confirm: Literal["true", "false"] | None = None
+
+
+class LogsListQuery(Fields):
+    type: str | None = None
+    limit: int | None = None
+
+
+class LogsRead(Fields):
+    file: str | None = None
+    executionId: str | None = None  # noqa: N815
+    lines: int = 100
+    tail: bool = True
+    search: str | None = None
+
+
+class LogsSearch(Fields):
+    query: str | None = None
+    regex: str | None = None
+    files: list[Any] = []
+    limit: int = 1000
+    caseSensitive: bool = False  # noqa: N815
+
+
+class LogsStreamQuery(Fields):
+    file: str
+    follow: bool = False
+
+
+class MonitorScriptsQuery(Fields):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
+    sort: str = "lastActivity"
+
+
+class UserOpenAPIListQuery(Scoped):
+    directory: str | None = None
+    aliases: ClassVar[dict[str, str]] = {"dir": "directory", "exec_id": "execId"}
+
+
+class UserOpenAPISpecQuery(Scoped):
+    dir: str | None = None
+    format: Literal["json", "yaml"] = "json"
+    aliases: ClassVar[dict[str, str]] = {"directory": "dir", "exec_id": "execId"}
+
+
+class UserOpenAPISchemaQuery(Fields):
+    file: str | None = None
+    aliases: ClassVar[dict[str, str]] = {"path": "file"}
+
+
+class PackageInit(Fields):
+    name: str = "hoody-exec-project"
+    version: str = "1.0.0"
+    description: str = "Hoody Exec project"
+    force: bool = False
+
+
+class PackageInstall(Fields):
+    packages: list[Any] = []
+    dev: bool = False
+    save: bool = True
+    force: bool = False
+
+
+class PackagePin(Fields):
+    packages: list[Any] = []
+
+
+class PackageUpdate(Fields):
+    dependencies: str | None = None
+    scripts: str | None = None
+    metadata: dict[str, Any] | None = None
+    remove: str | None = None
+
+
+class SchedulesReload(Fields):
+    dry_run: bool = False
+
+
+class SchedulesHistoryQuery(Fields):
+    scriptPath: str | None = None  # noqa: N815
+    since: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    includeRotated: bool = False  # noqa: N815
+
+
+class SchedulesTrigger(Fields):
+    scriptPath: str  # noqa: N815
+    force: bool = False
+
+
+class SdkImport(Fields):
+    execId: str  # noqa: N815
+    source_url: str
+    source_auth: str | None = None
+    middleware: str | None = None
+    magic_comments: str | None = None
+    force: bool = False
+
+
+class SystemRestart(Fields):
+    graceful: bool = True
+    drainTimeoutMs: int = 5000  # noqa: N815
+    reason: str = "API restart request"
+
+
+def _ep(
+    method: str,
+    path: str,
+    summary: str,
+    tag: str,
+    body: type[Fields] | None = None,
+    query: type[Fields] | None = None,
+    required: bool = False,
+) -> Endpoint:
+    return Endpoint(method, E + path, summary, tag, body=body, query=query, body_required=required)
+
+
+PLANNED: tuple[Endpoint, ...] = (
+    _ep("POST", "cache/clear", "Clear Cache", "cache", CacheClear),
+    _ep("POST", "dependencies/check", "Check Dependencies", "dependencies", DependenciesCheck),
+    _ep(
+        "POST",
+        "dependencies/install",
+        "Install Dependencies",
+        "dependencies",
+        DependenciesInstall,
+        required=True,
+    ),
+    _ep("GET", "dependencies/bundled", "List Bundled Dependencies", "dependencies"),
+    _ep("DELETE", "logs/clear", "Clear Logs", "logs", query=LogsClearQuery),
+    _ep("GET", "logs/list", "List Logs", "logs", query=LogsListQuery),
+    _ep("POST", "logs/read", "Read Log", "logs", LogsRead),
+    _ep("POST", "logs/search", "Search Logs", "logs", LogsSearch),
+    _ep("GET", "logs/stream", "Stream Logs", "logs", query=LogsStreamQuery),
+    _ep("GET", "monitor/active-requests", "Get Active Requests", "monitor"),
+    _ep("POST", "monitor/script-performance", "Get Script Performance", "monitor", AnyObject),
+    _ep("GET", "monitor/stats", "Get Stats", "monitor"),
+    _ep("GET", "monitor/scripts", "List Monitor Scripts", "monitor", query=MonitorScriptsQuery),
+    _ep("GET", "monitor/metrics", "Prometheus Export", "monitor"),
+    _ep(
+        "POST",
+        "user-openapi/generate",
+        "Generate User Open A P I",
+        "openapi",
+        AnyObject,
+        required=True,
+    ),
+    _ep("GET", "user-openapi/list", "List User Scripts", "openapi", query=UserOpenAPIListQuery),
+    _ep(
+        "POST", "user-openapi/merge", "Merge Open A P I Specs", "openapi", AnyObject, required=True
+    ),
+    _ep("GET", "user-openapi/spec", "Serve Generated Spec", "openapi", query=UserOpenAPISpecQuery),
+    _ep("GET", "user-openapi/schema", "Serve Schema File", "openapi", query=UserOpenAPISchemaQuery),
+    _ep(
+        "POST",
+        "user-openapi/validate",
+        "Validate User Schema",
+        "openapi",
+        AnyObject,
+        required=True,
+    ),
+    _ep("POST", "package/compare", "Compare Packages", "package", AnyObject, required=True),
+    _ep("POST", "package/init", "Init Package Json", "package", PackageInit),
+    _ep("POST", "package/install", "Install Packages", "package", PackageInstall),
+    _ep("POST", "package/pin", "Pin Versions", "package", PackagePin),
+    _ep("GET", "package/read", "Read Package Json", "package"),
+    _ep("POST", "package/update", "Update Package Json", "package", PackageUpdate),
+    _ep("GET", "schedules/list", "List Schedules", "schedules"),
+    _ep("POST", "schedules/reload", "Reload Schedules", "schedules", SchedulesReload),
+    _ep("GET", "schedules/history", "Schedule History", "schedules", query=SchedulesHistoryQuery),
+    _ep(
+        "POST",
+        "schedules/trigger",
+        "Trigger Schedule",
+        "schedules",
+        SchedulesTrigger,
+        required=True,
+    ),
+    _ep("DELETE", "sdk/{id}", "Delete S D K", "sdk"),
+    _ep("GET", "sdk/{id}", "Get S D K", "sdk"),
+    _ep("POST", "sdk/import", "Import S D K", "sdk", SdkImport, required=True),
+    _ep("GET", "sdk/list", "List S D Ks", "sdk"),
+    _ep("GET", "system/restart-status", "Get Restart Status", "system"),
+    _ep("POST", "system/restart", "Restart Server", "system", SystemRestart),
+)
