@@ -99,10 +99,11 @@ def management_app(home: Home, **kw: Any) -> Any:
 
 
 def _in_process(invoker: Any) -> Any:
-    """The control side's ``invoke(data, avoid)`` answered by an in-process worker engine."""
+    """The control side's ``invoke(call, avoid)`` answered by an in-process worker engine."""
+    from hoodyexec.ipc.protocol import Invoke, InvokeResult
 
-    async def invoke(data: dict[str, Any], avoid: int = 0) -> dict[str, Any]:
-        result: dict[str, Any] = await invoker(data)
+    async def invoke(call: Invoke, avoid: int = 0) -> InvokeResult:
+        result: InvokeResult = await invoker(call)
         return result
 
     return invoke

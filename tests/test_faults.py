@@ -198,6 +198,8 @@ def test_route_test_runs_in_the_instance_it_names_whatever_host_header_it_carrie
     import asyncio
     import os
 
+    from hoodyexec.ipc.protocol import Invoke
+
     from .scriptenv import local_invoker
 
     env = ScriptEnv(tmp_path)
@@ -208,15 +210,5 @@ def test_route_test_runs_in_the_instance_it_names_whatever_host_header_it_carrie
 
     # the worker has served this Host before: it is cached for the default instance
     assert invoke.sink._target_for("localhost")[0].exec_id == "1"
-    out = asyncio.run(
-        invoke(
-            {
-                "subdomain": "api",
-                "execId": "7",
-                "method": "GET",
-                "path": "/who",
-                "headers": [("host", "localhost")],
-            }
-        )
-    )
-    assert out["status"] == 200 and out["body"] == b'["api","7","test"]'
+    out = asyncio.run(invoke(Invoke("api", "7", "GET", "/who", headers=[("host", "localhost")])))
+    assert out.status == 200 and out.body == b'["api","7","test"]'

@@ -6,12 +6,22 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from hoodyexec.errors import ControlUnavailable
 from hoodyexec.ipc import client as link_client
 from hoodyexec.ipc import hub, protocol
-from hoodyexec.ipc.protocol import HttpRequest
+from hoodyexec.ipc.protocol import (
+    ClearCache,
+    HttpRequest,
+    Invalidate,
+    Invoke,
+    InvokeResult,
+    Reload,
+    Status,
+    WorkerStatus,
+)
 
 
 @pytest.fixture
@@ -27,9 +37,15 @@ def run(coro):
 def test_frames_roundtrip_every_message_type():
     msgs = [
         protocol.Hello(pid=1, role="request", age=2),
-        protocol.Broadcast(topic="cache.clear", data={"clearState": True}),
-        protocol.Query(id=7, topic="status"),
-        protocol.Reply(id=7, pid=1, data={"x": [1, 2]}, error=None),
+        protocol.Broadcast(topic=ClearCache(hostname="api.exec-3", clear_state=True)),
+        protocol.Broadcast(topic=Invalidate("default", "1", "a/b.py")),
+        protocol.Broadcast(topic=Invalidate("default", "1")),
+        protocol.Broadcast(topic=Reload()),
+        protocol.Query(id=7, topic=Status()),
+        protocol.Query(id=8, topic=Invoke("api", "3", "POST", "/x", body=b"\x00", limit=9)),
+        protocol.Reply(id=7, pid=1, answer=WorkerStatus(pid=1, age=2, inflight=3)),
+        protocol.Reply(id=8, pid=1, answer=InvokeResult(200, [("a", "b")], b"\xff", True)),
+        protocol.Reply(id=9, pid=1, error="nope", code=404),
         HttpRequest(
             method="POST", path="/a", query_string=b"q=1", headers=[(b"a", b"b")], body=b"\x00\xff"
         ),
@@ -42,6 +58,24 @@ def test_frames_roundtrip_every_message_type():
         assert protocol.decode(frame[4:]) == msg
 
 
+def test_topics_travel_with_the_reference_api_names():
+    wire = msgspec.msgpack.decode(
+        protocol.encode(protocol.Broadcast(ClearCache("h", clear_vm=False)))[4:]
+    )
+    assert wire["topic"] == {
+        "type": "ClearCache",
+        "hostname": "h",
+        "clearVm": False,
+        "clearState": False,
+    }
+    wire = msgspec.msgpack.decode(protocol.encode(protocol.Query(1, Invalidate("s", "2")))[4:])
+    assert wire["topic"] == {"type": "Invalidate", "subdomain": "s", "execId": "2", "path": None}
+    # an unknown topic is refused where the frame is read, not ignored by a worker
+    bad = msgspec.msgpack.encode({"type": "Broadcast", "topic": {"type": "Invalidat"}})
+    with pytest.raises(msgspec.ValidationError):
+        protocol.decode(bad)
+
+
 def test_broadcast_and_gather_reach_every_worker(sock_path):
     async def main():
         server = hub.ControlServer(sock_path)
@@ -51,8 +85,8 @@ def test_broadcast_and_gather_reach_every_worker(sock_path):
             link_client.LinkClient(
                 sock_path,
                 pid,
-                on_broadcast={"reload": got[pid].append},
-                on_query={"status": lambda d, pid=pid: {"pid": pid, "echo": d.get("x")}},
+                on_broadcast={Invalidate: got[pid].append, Reload: got[pid].append},
+                on_query={Status: lambda _, pid=pid: WorkerStatus(pid=pid, tasks=pid * 10)},
             )
             for pid in (1, 2)
         ]
@@ -62,25 +96,29 @@ def test_broadcast_and_gather_reach_every_worker(sock_path):
             await asyncio.wait_for(c.connected.wait(), 2)
         while len(server.links) < 2:
             await asyncio.sleep(0.01)
-        assert sorted(await server.broadcast("reload", {"path": "a.py"})) == [1, 2]
-        replies = await server.gather("status", {"x": 42}, timeout=2)
-        assert [(r.pid, r.data) for r in replies] == [
-            (1, {"pid": 1, "echo": 42}),
-            (2, {"pid": 2, "echo": 42}),
+        notice = Invalidate("default", "1", "a.py")
+        assert sorted(await server.broadcast(notice)) == [1, 2]
+        replies = await server.gather(Status(), timeout=2)
+        assert [(r.pid, r.answer) for r in replies] == [
+            (1, WorkerStatus(pid=1, tasks=10)),
+            (2, WorkerStatus(pid=2, tasks=20)),
         ]
         for _ in range(100):
             if got[1] and got[2]:
                 break
             await asyncio.sleep(0.01)
-        assert got == {1: [{"path": "a.py"}], 2: [{"path": "a.py"}]}
-        # unknown query → an error reply, not a hang
-        replies = await server.gather("nope", timeout=2)
-        assert all(r.error for r in replies) and len(replies) == 2
+        assert got == {1: [notice], 2: [notice]}
+        # a notice sent with wait returns once each worker's handler has run
+        assert sorted(await server.broadcast(Reload(), wait=2)) == [1, 2]
+        assert got == {1: [notice, Reload()], 2: [notice, Reload()]}
+        # a topic no handler takes → an error reply, not a hang
+        replies = await server.gather(ClearCache(), timeout=2)
+        assert [(r.error, r.code) for r in replies] == [("unknown topic ClearCache", 501)] * 2
         # a worker that goes away no longer counts, and gather does not wait for it
         await clients[0].close()
         while 1 in server.links:
             await asyncio.sleep(0.01)
-        replies = await server.gather("status", timeout=5)
+        replies = await server.gather(Status(), timeout=5)
         assert [r.pid for r in replies] == [2]
         await clients[1].close()
         await server.close()
@@ -92,7 +130,7 @@ def test_link_client_reconnects_after_control_restart(sock_path):
     async def main():
         server = hub.ControlServer(sock_path)
         await server.start()
-        client = link_client.LinkClient(sock_path, 9, on_query={"status": lambda d: {"ok": True}})
+        client = link_client.LinkClient(sock_path, 9, on_query={Status: lambda _: WorkerStatus(9)})
         client.start()
         await asyncio.wait_for(client.connected.wait(), 2)
         await server.close()
@@ -102,9 +140,47 @@ def test_link_client_reconnects_after_control_restart(sock_path):
             if 9 in server2.links:
                 break
             await asyncio.sleep(0.01)
-        assert [r.pid for r in await server2.gather("status", timeout=2)] == [9]
+        assert [r.pid for r in await server2.gather(Status(), timeout=2)] == [9]
         await client.close()
         await server2.close()
+
+    run(main())
+
+
+def test_query_errors_come_back_typed_and_keep_the_link(sock_path):
+    from hoodyexec.errors import NotFound
+
+    async def main():
+        server = hub.ControlServer(sock_path)
+        await server.start()
+
+        def invoke(call: Invoke) -> InvokeResult:
+            if call.path == "/missing":
+                raise NotFound("no such instance")
+            if call.path == "/crash":
+                raise RuntimeError("boom")
+            if call.path == "/untyped":
+                return {"status": 200}  # type: ignore[return-value]
+            return InvokeResult(status=201, body=call.body)
+
+        client = link_client.LinkClient(sock_path, 5, on_query={Invoke: invoke})
+        client.start()
+        while 5 not in server.links:
+            await asyncio.sleep(0.01)
+        ok = await server.ask(Invoke("default", "1", "GET", "/x", body=b"hi"))
+        assert ok.answer == InvokeResult(status=201, body=b"hi") and ok.error is None
+        missing = await server.ask(Invoke("default", "1", "GET", "/missing"))
+        assert (missing.error, missing.code, missing.answer) == ("no such instance", 404, None)
+        crash = await server.ask(Invoke("default", "1", "GET", "/crash"))
+        assert (crash.error, crash.code) == ("RuntimeError: boom", 500)
+        # an answer outside the protocol is refused on the worker side: sent, it
+        # would not decode and would take the link down
+        untyped = await server.ask(Invoke("default", "1", "GET", "/untyped"))
+        assert untyped.code == 500 and "dict" in untyped.error
+        again = await server.ask(Invoke("default", "1", "GET", "/x"))
+        assert again.answer == InvokeResult(status=201) and 5 in server.links
+        await client.close()
+        await server.close()
 
     run(main())
 

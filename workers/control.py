@@ -13,18 +13,21 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from typing import Any
 
 from hoodyexec.config import Settings
 from hoodyexec.errors import HoodyError
 from hoodyexec.home import Home
 from hoodyexec.http.management import create_management
 from hoodyexec.ipc.hub import ControlServer
+from hoodyexec.ipc.protocol import Invoke, InvokeResult, Status, Topic, WorkerStatus
 from hoodyexec.storage import sqlite
 
 log = logging.getLogger("hoodyexec.control")
 
 BOOT_ERROR = 3
+# Seconds a management write waits for every worker to apply its Invalidate;
+# a worker whose loop is held longer (a long inline script) is not waited for.
+INVALIDATE_WAIT = 1.0
 
 
 class ControlBootError(Exception):
@@ -88,15 +91,18 @@ class ControlWorker:
             sqlite.migrate(conn)
             server = ControlServer(self.home.control_socket)
 
-            async def invoke(data: dict[str, Any], avoid: int = 0) -> dict[str, Any]:
-                reply = await server.ask("invoke", data, avoid=avoid)
-                if reply.error is not None:
-                    raise HoodyError(reply.error, status=int(reply.data.get("status", 500)))
-                return reply.data
+            async def invoke(call: Invoke, avoid: int = 0) -> InvokeResult:
+                reply = await server.ask(call, avoid=avoid)
+                if reply.error is not None or not isinstance(reply.answer, InvokeResult):
+                    raise HoodyError(reply.error or "no answer", status=reply.code or 500)
+                return reply.answer
 
             async def worker_pids() -> list[int]:
-                replies = await server.gather("status", timeout=0.5)
-                return [r.pid for r in replies if r.error is None]
+                replies = await server.gather(Status(), timeout=0.5)
+                return [r.pid for r in replies if isinstance(r.answer, WorkerStatus)]
+
+            async def broadcast(topic: Topic) -> list[int]:
+                return await server.broadcast(topic, wait=INVALIDATE_WAIT)
 
             server.app = create_management(
                 started=self.started,
@@ -109,6 +115,7 @@ class ControlWorker:
                 home=self.home,
                 host_pattern=self.settings.host_pattern,
                 invoke=invoke,
+                broadcast=broadcast,
             )
             await server.start()
         except Exception as exc:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
-from typing import Any
 
 from hoodyexec.config import Settings
 from hoodyexec.engine import capture as logs
@@ -23,6 +21,7 @@ from hoodyexec.home import Home
 from hoodyexec.http.gateway import create_gateway
 from hoodyexec.http.router import table_for
 from hoodyexec.http.sink import ScriptsSink, invoke_app
+from hoodyexec.ipc.protocol import ClearCache, Invalidate, Invoke, Reload
 from hoodyexec.storage import sqlite
 
 
@@ -32,23 +31,35 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
     catalog = Catalog(home.scripts, table_for, default_timeout=settings.script_timeout)
     shared = sqlite.SqliteStore(home.db)
     executor = Executor(threads=settings.threads, threshold=settings.inline_threshold_ms / 1000.0)
+    hosts = HostMap(settings.host_pattern)
     sink = ScriptsSink(
         catalog,
         shared,
         logs.LogBook(home.logs),
         executor,
-        hosts=HostMap(settings.host_pattern),
+        hosts=hosts,
         max_body=settings.max_body_size,
         max_concurrency=settings.max_concurrency,
         default_timeout_ms=settings.script_timeout,
     )
 
-    def invalidate(data: dict[str, Any]) -> None:
-        catalog.refresh()
-        catalog.invalidate(data.get("subdomain"), data.get("execId"), data.get("path"))
+    def invalidate(notice: Invalidate) -> None:
+        catalog.refresh()  # what inotify queued first, so the notice has the last word
+        catalog.invalidate(notice.subdomain, notice.exec_id, notice.path)
 
-    def clear_cache(data: dict[str, Any]) -> None:
-        catalog.invalidate(data.get("subdomain"), data.get("execId"))
+    def clear_cache(notice: ClearCache) -> None:
+        # Module state lives in the compiled module: either flag drops it
+        # (shared state, the other half of clearState, is the control worker's).
+        if not (notice.clear_vm or notice.clear_state):
+            return
+        if notice.hostname:
+            subdomain, exec_id, _ = hosts.resolve(notice.hostname)
+            catalog.invalidate(subdomain, exec_id)
+        else:
+            catalog.invalidate()
+
+    def reload(_: Reload) -> None:
+        catalog.invalidate()
 
     def start() -> None:
         guard_forks()
@@ -58,16 +69,13 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
         # the collector's generations (cheaper collections, less copy-on-write).
         gc.freeze()
 
-    def status(_: dict[str, Any]) -> dict[str, Any]:
-        return {"inflight": sink.inflight, "instances": len(catalog.instances), "pid": os.getpid()}
-
     return create_gateway(
         home.control_socket,
         scripts=sink,
         age=age,
         link_client=link,
-        on_broadcast={"invalidate": invalidate, "cache.clear": clear_cache},
-        on_query={"scripts": status, "invoke": Invoker(invoke_app(sink), catalog)},
+        on_broadcast={Invalidate: invalidate, ClearCache: clear_cache, Reload: reload},
+        on_query={Invoke: Invoker(invoke_app(sink), catalog)},
         on_startup=[start],
         on_shutdown=[shared.close],
         token=settings.token,

@@ -2,7 +2,7 @@
 
 The control worker never runs user code (its loop must stay free for the
 management API): ``route/test`` — and later schedules — ask a request worker
-over the link (query topic ``invoke``), and this module runs the call through
+over the link (query topic ``Invoke``), and this module runs the call through
 the worker's own scripts sink (same compiled cache, executor, shared state
 and logs as real calls) on a synthetic ASGI request that names its instance
 directly, so no Host header is forged.
@@ -20,11 +20,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
-
 from hoodyexec.engine.catalog import Catalog
 from hoodyexec.engine.compiler import Script
-from hoodyexec.errors import BadRequest, NotFound
+from hoodyexec.errors import NotFound
+from hoodyexec.ipc.protocol import Invoke, InvokeResult
 
 log = logging.getLogger("hoodyexec.invoke")
 ASGIApp = Callable[..., Awaitable[None]]
@@ -32,21 +31,7 @@ ASGIApp = Callable[..., Awaitable[None]]
 # ASGI scope key: (instance, hostname, trigger) for a run without HTTP; the
 # scripts sink takes its target from here instead of the Host header.
 INVOKE_TARGET = "hoodyexec.target"
-DEFAULT_LIMIT = 1024 * 1024
 GRACE = 1.0  # seconds past @timeout for the response to be written
-
-
-class InvokeRequest(msgspec.Struct, forbid_unknown_fields=True):
-    subdomain: str
-    execId: str  # noqa: N815 - the API's name
-    method: str
-    path: str
-    query_string: bytes = b""
-    headers: list[tuple[str, str]] = []
-    body: bytes = b""
-    hostname: str = ""
-    trigger: str = "test"
-    limit: int = DEFAULT_LIMIT
 
 
 class Invoker:
@@ -69,15 +54,11 @@ class Invoker:
                 return float(script.magic.timeout) / 1000.0
         return self.catalog.default_timeout / 1000.0
 
-    async def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
-        try:
-            call = msgspec.convert(data, InvokeRequest)
-        except msgspec.ValidationError as exc:
-            raise BadRequest(f"invalid invoke request: {exc}") from None
-        inst = self.catalog.existing(call.subdomain, call.execId)
+    async def __call__(self, call: Invoke) -> InvokeResult:
+        inst = self.catalog.existing(call.subdomain, call.exec_id)
         if inst is None:
-            raise NotFound(f"No instance {call.subdomain}/{call.execId}")
-        hostname = call.hostname or f"{call.subdomain}.exec-{call.execId}"
+            raise NotFound(f"No instance {call.subdomain}/{call.exec_id}")
+        hostname = call.hostname or f"{call.subdomain}.exec-{call.exec_id}"
         deadline = self._timeout(inst, call.path) + GRACE
         scope = {
             "type": "http",
@@ -99,7 +80,7 @@ class Invoker:
 
 async def _run(
     app: Callable[..., Any], scope: dict[str, Any], body: bytes, limit: int, deadline: float
-) -> dict[str, Any]:
+) -> InvokeResult:
     start: dict[str, Any] = {}
     chunks: list[bytes] = []
     size = 0
@@ -149,13 +130,11 @@ async def _run(
                 pass
         elif not task.cancelled() and task.exception() is not None:
             log.error("invoke failed: %r", task.exception())
-    return {
-        "status": start.get("status", 504 if timed_out else 500),
-        "headers": [
-            (k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", [])
-        ],
-        "body": b"".join(chunks),
-        "truncated": truncated,
-        "timedOut": timed_out,
-        "durationMs": round((time.perf_counter() - t0) * 1000, 3),
-    }
+    return InvokeResult(
+        status=start.get("status", 504 if timed_out else 500),
+        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", [])],
+        body=b"".join(chunks),
+        truncated=truncated,
+        timed_out=timed_out,
+        duration_ms=round((time.perf_counter() - t0) * 1000, 3),
+    )

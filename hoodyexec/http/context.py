@@ -3,11 +3,13 @@ feature's ``register(app, ctx)``.
 
 Features never import each other; what more than one needs (the home, the
 scripts store, the Host mapping, shared state, running a script in a request
-worker) lives here or below, in ``engine/`` and ``storage/``.
+worker, telling every worker what changed) lives here or below, in ``engine/``
+and ``storage/``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,11 +21,16 @@ from hoodyexec.engine.store import Scope, ScriptStore, pick_scope
 from hoodyexec.home import Home
 from hoodyexec.http.endpoint import Handler
 from hoodyexec.http.spec import Endpoint
+from hoodyexec.ipc import protocol
 from hoodyexec.storage.base import SharedStore
 
 WorkerPids = Callable[[], Awaitable[list[int]]]
 # Run a script in a request worker: (invoke request, pid to avoid) → its answer.
-Invoke = Callable[[dict[str, Any], int], Awaitable[dict[str, Any]]]
+Invoke = Callable[[protocol.Invoke, int], Awaitable[protocol.InvokeResult]]
+# Tell every request worker (ControlServer.broadcast); the pids that applied it.
+Broadcast = Callable[[protocol.Topic], Awaitable[list[int]]]
+
+log = logging.getLogger("hoodyexec.management")
 
 
 @dataclass
@@ -38,8 +45,28 @@ class Context:
     shared: SharedStore | None = None
     hosts: HostMap = field(default_factory=HostMap)
     invoke: Invoke | None = None
+    broadcast: Broadcast | None = None
     # Every declared endpoint a feature registered, with its handler (in order).
     routes: list[tuple[Endpoint, Handler]] = field(default_factory=list)
+
+    async def invalidated(self, scope: Scope, *paths: str | None) -> None:
+        """Files of ``scope`` changed (relative paths; ``None``: the whole instance):
+        tell every worker, and return once they forgot the old versions.
+
+        Called after a write, move or delete has been fsynced. inotify already
+        saw it on a local filesystem; this covers where it cannot (network
+        filesystems, ``inotify: false``). The change is done either way, so a
+        failure to tell is logged, never the caller's error.
+        """
+        if self.broadcast is None:
+            return
+        for path in paths or (None,):
+            try:
+                await self.broadcast(protocol.Invalidate(scope.subdomain, scope.exec_id, path))
+            except Exception:  # noqa: BLE001 - the write itself succeeded
+                log.exception(
+                    "could not announce a change of %s/%s", scope.subdomain, scope.exec_id
+                )
 
     def route(self, ep: Endpoint, handler: Handler) -> None:
         """Declare that ``handler`` serves ``ep`` (mounted once every feature registered)."""

@@ -22,7 +22,7 @@ from hoodyexec.errors import HoodyError
 from hoodyexec.http import errors
 from hoodyexec.http.auth import TokenCheck
 from hoodyexec.ipc import client as link
-from hoodyexec.ipc.protocol import HttpRequest
+from hoodyexec.ipc.protocol import HttpRequest, Status, WorkerStatus
 
 log = logging.getLogger("hoodyexec.gateway")
 
@@ -209,15 +209,20 @@ async def _no_script(req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: 
 
 
 def worker_status(
-    pid: int, age: int, started: float
-) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    def status(_: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            "pid": pid,
-            "age": age,
-            "uptime": round(time.time() - started, 3),
-            "tasks": len(asyncio.all_tasks()),
-        }
+    pid: int, age: int, started: float, scripts: Any = None
+) -> Callable[[Status], WorkerStatus]:
+    """The answer to ``Status``: process facts, and the scripts sink's load."""
+    catalog = getattr(scripts, "catalog", None)
+
+    def status(_: Status) -> WorkerStatus:
+        return WorkerStatus(
+            pid=pid,
+            age=age,
+            uptime=round(time.time() - started, 3),
+            inflight=getattr(scripts, "inflight", 0),
+            instances=len(catalog.instances) if catalog is not None else 0,
+            tasks=len(asyncio.all_tasks()),
+        )
 
     return status
 
@@ -230,8 +235,8 @@ def create_gateway(
     age: int = 0,
     link_client: bool = True,
     connect_timeout: float = 5.0,
-    on_broadcast: Mapping[str, Callable[[dict[str, Any]], Any]] | None = None,
-    on_query: Mapping[str, Callable[[dict[str, Any]], Any]] | None = None,
+    on_broadcast: Mapping[link.TopicType, link.BroadcastHandler] | None = None,
+    on_query: Mapping[link.TopicType, link.QueryHandler] | None = None,
     on_startup: list[Callable[[], Any]] | None = None,
     on_shutdown: list[Callable[[], Any]] | None = None,
     token: str | None = None,
@@ -241,14 +246,18 @@ def create_gateway(
     ``scripts`` is the sink that runs scripts (``ScriptsSink``); without it every
     non-management path is a 404. ``link_client=False`` for in-process tests.
     ``token`` is the management token (``settings.token``), checked here before
-    a management request's body is read.
+    a management request's body is read. ``on_broadcast``/``on_query`` are the
+    link's handlers by topic type; ``Status`` is answered here unless given.
     """
     pid = os.getpid() if pid is None else pid
     started = time.time()
     startup = list(on_startup or [])
     shutdown = list(on_shutdown or [])
     if link_client:
-        queries = {"status": worker_status(pid, age, started), **dict(on_query or {})}
+        queries: dict[link.TopicType, link.QueryHandler] = {
+            Status: worker_status(pid, age, started, scripts),
+            **dict(on_query or {}),
+        }
         client = link.LinkClient(
             socket_path, pid, age=age, on_broadcast=on_broadcast, on_query=queries
         )

@@ -3,6 +3,10 @@
 ``LinkClient`` keeps the worker's link to the control worker (reconnecting on
 its own while the control worker restarts) and answers broadcasts and queries;
 ``forward`` sends one management HTTP request and relays the answer.
+
+Handlers are keyed by topic type (``{Invalidate: handler, Status: ...}``), the
+way the protocol's tagged unions decode: the handler for a frame is one dict
+lookup on its topic's class, never a string compared.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, get_args
 
 from hoodyexec.errors import ControlUnavailable, HoodyError
 from hoodyexec.ipc.protocol import (
+    Answer,
     Broadcast,
     Cancel,
     Hello,
@@ -24,14 +29,18 @@ from hoodyexec.ipc.protocol import (
     Reply,
     ResponseBody,
     ResponseStart,
+    Topic,
     encode,
     read_frame,
 )
 
 log = logging.getLogger("hoodyexec.client")
 
-BroadcastHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
-QueryHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]
+# A handler gets the topic it is registered for (an ``Invalidate``, ...).
+BroadcastHandler = Callable[[Any], Awaitable[None] | None]
+QueryHandler = Callable[[Any], Awaitable[Answer | None] | Answer | None]
+TopicType = type[Topic]
+_ANSWERS = get_args(Answer)
 
 
 class LinkClient:
@@ -48,8 +57,8 @@ class LinkClient:
         *,
         role: str = "request",
         age: int = 0,
-        on_broadcast: Mapping[str, BroadcastHandler] | None = None,
-        on_query: Mapping[str, QueryHandler] | None = None,
+        on_broadcast: Mapping[TopicType, BroadcastHandler] | None = None,
+        on_query: Mapping[TopicType, QueryHandler] | None = None,
     ) -> None:
         self.path = path
         self.hello = Hello(pid=pid, role=role, age=age)
@@ -136,30 +145,38 @@ class LinkClient:
                 if task is not None:
                     task.cancel()
             elif isinstance(msg, Broadcast):
-                handler = self.on_broadcast.get(msg.topic)
+                # In order, on the read loop: a notice is applied before any
+                # later frame is read.
+                handler = self.on_broadcast.get(type(msg.topic))
                 if handler is not None:
                     try:
-                        result = handler(msg.data)
+                        result = handler(msg.topic)
                         if asyncio.iscoroutine(result):
                             await result
                     except Exception:  # noqa: BLE001
-                        log.exception("broadcast handler %s failed", msg.topic)
+                        log.exception("broadcast handler %s failed", type(msg.topic).__name__)
 
     async def _answer(self, query: Query) -> Reply:
-        handler = self.on_query.get(query.topic)
+        kind = type(query.topic)
+        # A notice may come as a query (``ControlServer.broadcast(wait=...)``):
+        # its handler runs, and the empty reply says it was applied.
+        handler = self.on_query.get(kind) or self.on_broadcast.get(kind)
+        pid = self.hello.pid
         if handler is None:
-            return Reply(id=query.id, pid=self.hello.pid, error=f"unknown query {query.topic!r}")
+            return Reply(id=query.id, pid=pid, error=f"unknown topic {kind.__name__}", code=501)
         try:
-            result = handler(query.data)
+            result = handler(query.topic)
             if asyncio.iscoroutine(result):
                 result = await result
-            return Reply(id=query.id, pid=self.hello.pid, data=result)
         except HoodyError as exc:
-            return Reply(
-                id=query.id, pid=self.hello.pid, error=exc.message, data={"status": exc.status}
-            )
+            return Reply(id=query.id, pid=pid, error=exc.message, code=exc.status)
         except Exception as exc:  # noqa: BLE001
-            return Reply(id=query.id, pid=self.hello.pid, error=f"{type(exc).__name__}: {exc}")
+            return Reply(id=query.id, pid=pid, error=f"{type(exc).__name__}: {exc}", code=500)
+        if result is not None and not isinstance(result, _ANSWERS):
+            # Would not decode on the other side, and take the link down with it.
+            error = f"{kind.__name__} handler returned a {type(result).__name__}"
+            return Reply(id=query.id, pid=pid, error=error, code=500)
+        return Reply(id=query.id, pid=pid, answer=result)
 
 
 async def _connect(path: str, deadline: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

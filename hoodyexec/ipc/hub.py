@@ -2,7 +2,8 @@
 
 Request workers keep one link each (registered by a ``Hello`` frame) over which
 the hub broadcasts notices, fans out queries (``gather``) and asks one worker
-to do something (``ask``: run a script). Management HTTP requests arrive on
+to do something (``ask``: run a script). Every one of them carries a typed
+topic (``protocol.Topic``). Management HTTP requests arrive on
 short-lived *forward* connections and are answered by running the management
 ASGI app on them (``bridge.serve``).
 """
@@ -15,7 +16,6 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from hoodyexec.errors import ControlUnavailable, HoodyError
@@ -27,6 +27,7 @@ from hoodyexec.ipc.protocol import (
     HttpRequest,
     Query,
     Reply,
+    Topic,
     encode,
     read_frame,
 )
@@ -196,9 +197,19 @@ class ControlServer:
             fut.set_result(None)
 
     # -- fan-out ------------------------------------------------------------
-    async def broadcast(self, topic: str, data: Mapping[str, Any] | None = None) -> list[int]:
-        """Send a notice to every linked worker; returns the pids it went to."""
-        frame = encode(Broadcast(topic=topic, data=dict(data or {})))
+    async def broadcast(self, topic: Topic, *, wait: float | None = None) -> list[int]:
+        """Send a notice to every linked worker; returns the pids it went to.
+
+        With ``wait``, the notice goes as a query and this returns once every
+        worker has applied it (or after ``wait`` seconds), with the pids that
+        did: a management write that invalidates must not answer before the
+        workers forgot the old version, or its client's next request could race
+        the notice. A worker too busy to answer in time is only left out.
+        """
+        if wait is not None:
+            replies = await self.gather(topic, timeout=wait)
+            return [r.pid for r in replies if r.error is None]
+        frame = encode(Broadcast(topic=topic))
         sent = []
         for pid, link in list(self.links.items()):
             try:
@@ -208,13 +219,7 @@ class ControlServer:
                 pass
         return sent
 
-    async def ask(
-        self,
-        topic: str,
-        data: Mapping[str, Any] | None = None,
-        wait_link: float = 5.0,
-        avoid: int = 0,
-    ) -> Reply:
+    async def ask(self, topic: Topic, wait_link: float = 5.0, avoid: int = 0) -> Reply:
         """Ask one linked worker (round robin, not ``avoid`` when another is
         linked) and wait for its reply.
 
@@ -235,7 +240,7 @@ class ControlServer:
         replies: list[Reply] = []
         self._pending[qid] = (fut, replies, {pid})
         try:
-            await link.send(encode(Query(id=qid, topic=topic, data=dict(data or {}))))
+            await link.send(encode(Query(id=qid, topic=topic)))
             await asyncio.shield(fut)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
@@ -249,9 +254,7 @@ class ControlServer:
             raise WorkerGone(f"request worker {pid} exited before it answered")
         return replies[0]
 
-    async def gather(
-        self, topic: str, data: Mapping[str, Any] | None = None, timeout: float = 1.0
-    ) -> list[Reply]:
+    async def gather(self, topic: Topic, timeout: float = 1.0) -> list[Reply]:
         """Ask every linked worker and collect the replies that arrive in time."""
         qid = next(self._ids)
         loop = asyncio.get_running_loop()
@@ -260,7 +263,7 @@ class ControlServer:
         waiting = set(self.links)
         self._pending[qid] = (fut, replies, waiting)
         try:
-            frame = encode(Query(id=qid, topic=topic, data=dict(data or {})))
+            frame = encode(Query(id=qid, topic=topic))
             for pid, link in list(self.links.items()):
                 try:
                     await link.send(frame)

@@ -5,7 +5,12 @@ one frame: a 4-byte big-endian length followed by the msgpack body. Two kinds of
 connection use the same control socket, told apart by their first frame:
 
 * a **link** starts with ``Hello``; it stays open for the worker's life and
-  carries broadcasts (control → workers) and queries with their replies;
+  carries broadcasts (control → workers) and queries with their replies. What
+  a broadcast or query is about is a *topic*, itself a tagged ``Struct``
+  (``Invalidate``, ``ClearCache``, ``Reload``, ``Status``, ``Invoke``), and a
+  reply carries a typed answer (``WorkerStatus``, ``InvokeResult``): a worker
+  dispatches on the topic's type, and a misspelt topic or field is a decode
+  error at the boundary instead of a silently ignored notice;
 * a **forward** starts with ``HttpRequest``; the control worker answers with one
   ``ResponseStart`` then ``ResponseBody`` frames until one has ``more=False``.
 
@@ -16,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from typing import Any
 
 import msgspec
 
@@ -32,26 +36,106 @@ class Hello(msgspec.Struct, tag=True, frozen=True):
     age: int = 0
 
 
-class Broadcast(msgspec.Struct, tag=True, frozen=True):
-    """A one-way notice to every worker (reload a path, clear the cache, ...)."""
+# -- topics: what a broadcast or a query is about -----------------------------------
+class Invalidate(msgspec.Struct, tag=True, frozen=True, rename="camel"):
+    """Files of one instance changed (a management API write, move or delete):
+    drop what the worker cached of them before it serves again.
 
-    topic: str
-    data: dict[str, Any] = {}
+    inotify already reports such changes on a local filesystem; this notice is
+    what keeps workers fresh where it cannot (network filesystems, inotify
+    turned off, a change made through a hard link). ``path`` is relative to the
+    instance folder, a file or a folder; ``None`` means anything in the
+    instance may differ.
+    """
+
+    subdomain: str
+    exec_id: str
+    path: str | None = None
+
+
+class ClearCache(msgspec.Struct, tag=True, frozen=True, rename="camel"):
+    """Drop compiled scripts, and with them their module state: the
+    ``cache/clear`` endpoint's notice. ``hostname`` selects one instance the way
+    a Host header does; ``None`` clears every instance."""
+
+    hostname: str | None = None
+    clear_vm: bool = True
+    clear_state: bool = False
+
+
+class Reload(msgspec.Struct, tag=True, frozen=True):
+    """Forget every route table and compiled script: everything is read again."""
+
+
+class Status(msgspec.Struct, tag=True, frozen=True):
+    """How is the worker? Answered with a ``WorkerStatus``."""
+
+
+class Invoke(msgspec.Struct, tag=True, frozen=True, forbid_unknown_fields=True, rename="camel"):
+    """Run one script without HTTP (``route/test``); answered with an ``InvokeResult``."""
+
+    subdomain: str
+    exec_id: str
+    method: str
+    path: str
+    query_string: bytes = b""
+    headers: list[tuple[str, str]] = []
+    body: bytes = b""
+    hostname: str = ""
+    trigger: str = "test"
+    limit: int = 1024 * 1024  # bytes of the answer kept (then ``truncated``)
+
+
+Topic = Invalidate | ClearCache | Reload | Status | Invoke
+
+
+# -- answers: what a reply carries ----------------------------------------------------
+class WorkerStatus(msgspec.Struct, tag=True, frozen=True):
+    pid: int
+    age: int = 0
+    uptime: float = 0.0  # seconds since the worker's app was built
+    inflight: int = 0  # script executions running now
+    instances: int = 0  # instances the worker holds in memory
+    tasks: int = 0  # asyncio tasks on the worker's loop
+
+
+class InvokeResult(msgspec.Struct, tag=True, frozen=True, rename="camel"):
+    status: int
+    headers: list[tuple[str, str]] = []
+    body: bytes = b""  # at most the request's ``limit`` bytes
+    truncated: bool = False
+    timed_out: bool = False
+    duration_ms: float = 0.0
+
+
+Answer = WorkerStatus | InvokeResult
+
+
+# -- link messages -------------------------------------------------------------------
+class Broadcast(msgspec.Struct, tag=True, frozen=True):
+    """A one-way notice to every worker, applied in the order sent."""
+
+    topic: Topic
 
 
 class Query(msgspec.Struct, tag=True, frozen=True):
-    """A question fanned out to every worker; each answers with a ``Reply``."""
+    """A question to one worker (``ask``) or to every worker (``gather``), each
+    answering with a ``Reply``. A notice sent as a query (``Invalidate``, ...)
+    is a broadcast whose sender waits until each worker has applied it."""
 
     id: int
-    topic: str
-    data: dict[str, Any] = {}
+    topic: Topic
 
 
 class Reply(msgspec.Struct, tag=True, frozen=True):
+    """``answer`` is ``None`` for a notice; a worker that could not answer sets
+    ``error`` and ``code``, the HTTP status the asker should report."""
+
     id: int
     pid: int
-    data: dict[str, Any] = {}
+    answer: Answer | None = None
     error: str | None = None
+    code: int = 0
 
 
 class Cancel(msgspec.Struct, tag=True, frozen=True):
