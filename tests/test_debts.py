@@ -174,3 +174,61 @@ def test_validation_checks_parameters_of_an_assigned_handler():
     ]
     result = check_static("handler = lambda req, \\\n    other: 1\n")
     assert [w["line"] for w in result["warnings"]] == [2]
+
+
+# -- 4. a handler parameter that can never be injected fails validation ----------------
+def test_write_refuses_uninjectable_handler_parameter_with_its_line(env, api):
+    code = "def handler(req,\n            nope):\n    return 1\n"
+    r = api.simulate_post(B + "write", json={"path": "bad.py", "content": code})
+    assert r.status_code == 400 and r.json["error"] == "Script validation failed", r.json
+    [message] = r.json["validation"]["errors"]
+    assert "'nope'" in message and "(line 2)" in message
+    [item] = r.json["validation"]["results"]["typescript"]["errors"]
+    assert item["line"] == 2
+    assert not os.path.exists(os.path.join(api.root, "bad.py"))
+    # a builtin annotation is no Struct: every call would fail the same way
+    r = api.simulate_post(
+        B + "write", json={"path": "typed.py", "content": "def GET(limit: int):\n    return 1\n"}
+    )
+    assert r.status_code == 400 and "'limit'" in r.json["validation"]["errors"][0]
+    # the same name as a route param, a Struct, a default, or a private module: fine
+    ok = {
+        "users/[nope].py": code,
+        "s.py": "import msgspec\nclass S(msgspec.Struct):\n    a: int\n"
+        "def POST(item: S, limit: int = 5):\n    return item\n",
+        "_helpers.py": code,
+        "lam.py": "handler = lambda query: query\n",
+    }
+    for path, content in ok.items():
+        r = api.simulate_post(B + "write", json={"path": path, "content": content})
+        assert r.status_code == 201 and r.json["validated"] is True, (path, r.json)
+    assert env.get("/users/7").json == 1
+    # without a path the route is unknown: still only a warning
+    r = api.simulate_post("/api/v1/exec/validate/script", json={"code": code})
+    assert r.json["valid"] is True and "'nope'" in r.json["warnings"][0]
+
+
+def test_validation_and_loading_share_the_injection_rule():
+    """``compiler.injectable`` is what ``plan`` applies: they agree on every case."""
+    import msgspec
+
+    from hoodyexec.engine import compiler
+
+    class S(msgspec.Struct):
+        a: int
+
+    cases = [("req", None), ("id", None), ("nope", None), ("nope", int), ("nope", S)]
+    for name, tp in cases:
+        for default in (False, True):
+            ns = {"S": S, "int": int}
+            ann = f": {tp.__name__}" if tp else ""
+            exec(f"def handler({name}{ann}{' = 1' if default else ''}): pass", ns)  # noqa: S102
+            try:
+                compiler.plan(ns["handler"], ("id",), ns)
+                planned = True
+            except compiler.ScriptLoadError:
+                planned = False
+            rule = compiler.injectable(
+                name, ("id",), has_default=default, tp=tp or compiler.inspect.Parameter.empty
+            )
+            assert planned is rule, (name, tp, default)

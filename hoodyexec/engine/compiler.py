@@ -31,7 +31,7 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import msgspec
@@ -390,14 +390,40 @@ def plan(
             params.append(Param(p.name, "typed", tp, has_default))
         elif has_default:
             params.append(Param(p.name, "default", None, True))
-        else:
-            known = ", ".join(sorted(CONTEXT_NAMES | set(route_params)))
+        else:  # what ``injectable`` says no to
             raise ScriptLoadError(
-                f"{_name(fn)}(): cannot inject parameter {p.name!r} (known: {known}; "
-                "or annotate it with a msgspec Struct, dataclass or TypedDict)",
-                type="InjectionError",
+                injection_error(_name(fn), p.name, route_params), type="InjectionError"
             )
     return params
+
+
+def injectable(
+    name: str,
+    route_params: Collection[str],
+    *,
+    has_default: bool,
+    tp: Any = inspect.Parameter.empty,
+) -> bool:
+    """Can ``plan`` fill this parameter (``tp``: its resolved annotation)?
+
+    The one injection rule, stated once: ``plan`` fails exactly when this is
+    False, and validation applies it before a write (``scripts/write``), so a
+    script whose every call would fail with ``InjectionError`` is refused.
+    """
+    return (
+        name in route_params
+        or name in CONTEXT_NAMES
+        or has_default
+        or (_is_typed(tp) and _structured(tp))
+    )
+
+
+def injection_error(fn_name: str, name: str, route_params: Collection[str]) -> str:
+    known = ", ".join(sorted(CONTEXT_NAMES | set(route_params)))
+    return (
+        f"{fn_name}(): cannot inject parameter {name!r} (known: {known}; "
+        "or annotate it with a msgspec Struct, dataclass or TypedDict)"
+    )
 
 
 # -- loading ------------------------------------------------------------------

@@ -299,7 +299,8 @@ def _entries(path: str) -> list[os.DirEntry[str]]:
     return sorted(found, key=lambda e: e.name)
 
 
-Validator = Callable[[str, str], dict[str, Any]]
+# (code, folder, path relative to the instance) -> {"valid", "results", ...}
+Validator = Callable[[str, str, str], dict[str, Any]]
 
 
 class ScriptStore:
@@ -307,7 +308,7 @@ class ScriptStore:
 
     def __init__(self, home: Home, validator: Validator | None = None) -> None:
         self.home = home
-        self.validator = validator  # (code, folder) -> {"valid", "results", ...}
+        self.validator = validator
 
     # -- write / read / delete / move -----------------------------------------------
     def write(
@@ -326,7 +327,7 @@ class ScriptStore:
         validated = False
         validation = None
         if validate and rel.endswith(".py") and self.validator is not None:
-            validation = self.validator(content, os.path.dirname(target))
+            validation = self.validator(content, os.path.dirname(target), rel)
             if not validation.get("valid"):
                 raise BadRequest("Script validation failed", path=rel, validation=validation)
             validated = True
