@@ -232,3 +232,22 @@ def test_validation_and_loading_share_the_injection_rule():
                 name, ("id",), has_default=default, tp=tp or compiler.inspect.Parameter.empty
             )
             assert planned is rule, (name, tp, default)
+
+
+# -- 5. ``//`` is not a Python comment: not offered, and explained when used -----------
+def test_slash_comments_are_not_offered_and_are_explained(env, api):
+    r = api.simulate_get("/api/v1/exec/magic-comments/schema")
+    assert r.json["prefixes"] == ["#"]
+    r = api.simulate_post(
+        B + "write", json={"path": "js.py", "content": "// @description x\nreturn 1\n"}
+    )
+    assert r.status_code == 400
+    assert all(".py files use #" in e for e in r.json["validation"]["errors"]), r.json
+    env.write("magic.py", "// @description x\nreturn 1\n")
+    env.write("plain.py", "// just a note\nreturn 1\n")
+    for path in ("/magic", "/plain"):
+        r = env.get(path)
+        assert r.status_code == 500 and r.json["line"] == 1, r.json
+        assert ".py files use # for comments" in r.json["error"]
+    r = api.simulate_get("/api/v1/exec/magic-comments/read", params={"path": "magic.py"})
+    assert r.json["valid"] is False and ".py files use #" in r.json["errors"][0]["message"]

@@ -131,7 +131,7 @@ def test_thousand_static_routes_are_cheap_to_change():
 # -- magic comments ------------------------------------------------------------
 def test_magic_parse_values_and_defaults():
     src = (
-        "#!/usr/bin/env python\n# @description  Greeting handler \n// @cors https://a.example, https://b.example\n"
+        "#!/usr/bin/env python\n# @description  Greeting handler \n# @cors https://a.example, https://b.example\n"
         "# @timeout 5000\n\n# @schedule */5 * * * *\n# @token env:HOOK\n# @tags a, b c\n# @mode thread\n"
         "# @enabled false\n# @log-request-body\n# @ai-temperature 0.5\nimport x\n# @label not-in-block\n"
     )

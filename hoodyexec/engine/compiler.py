@@ -298,10 +298,17 @@ def parse(source: str, filename: str) -> ast.Module:
         raise _syntax_error(exc) from None
 
 
+def slash_hint(exc: SyntaxError) -> str:
+    """``; .py files use #...`` when the failing line is a ``//`` comment (the
+    reference kit's prefix, which Python reads as an operator), else ``""``."""
+    text = exc.text or ""
+    return f"; {magic_mod.SLASH_HINT}" if text.lstrip().startswith("//") else ""
+
+
 def _syntax_error(exc: SyntaxError) -> ScriptLoadError:
     line = exc.lineno or 0
     return ScriptLoadError(
-        f"SyntaxError: {exc.msg} (line {line})",
+        f"SyntaxError: {exc.msg} (line {line}){slash_hint(exc)}",
         type="SyntaxError",
         line=line,
         column=exc.offset or 0,

@@ -1,9 +1,10 @@
 """Magic comments: ``# @name value`` lines in a script's leading comment block.
 
 The block is the run of comment and blank lines at the top of the file (a
-shebang and an encoding line included). ``//`` is accepted as a prefix too, for
-people used to the reference kit. Unknown names and bad values are validation
-errors that name the line. ``SCHEMA`` is the table served by
+shebang and an encoding line included). Scripts are Python, so the prefix is
+``#``: a ``//`` line (the reference kit's JavaScript prefix) is recognised only to
+say so (``SLASH_HINT``), since it cannot compile. Unknown names and bad values
+are validation errors that name the line. ``SCHEMA`` is the table served by
 ``GET /api/v1/exec/magic-comments/schema``.
 """
 
@@ -18,6 +19,9 @@ import msgspec
 
 _LINE = re.compile(r"^\s*(?:#|//)\s*@([A-Za-z][A-Za-z0-9-]*)(?:[ \t]+(.*?))?\s*$")
 _COMMENT = re.compile(r"^\s*(?:#|//)")
+_SLASHES = re.compile(r"^\s*//")
+SLASH_HINT = ".py files use # for comments, not // (write # @name value)"
+PREFIXES = ("#",)  # what a .py script's magic comments start with
 
 
 class MagicError(msgspec.Struct, frozen=True):
@@ -248,6 +252,9 @@ def parse(source: str, *, default_timeout: int = 30000) -> tuple[Magic, list[Mag
         if not m:
             continue
         name, value = m.group(1).lower(), m.group(2) or ""
+        if _SLASHES.match(line):
+            errors.append(MagicError(number, name, SLASH_HINT))
+            continue
         entry = _TABLE.get(name)
         if entry is None:
             errors.append(

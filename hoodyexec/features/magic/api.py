@@ -84,7 +84,7 @@ class MagicAPI:
             resp,
             {
                 "success": True,
-                "prefixes": ["#", "//"],
+                "prefixes": list(magic.PREFIXES),
                 "schema": [msgspec.to_builtins(s) for s in magic.SCHEMA],
             },
         )

@@ -59,7 +59,8 @@ def _item(line: int, column: int, message: str) -> Item:
 
 def _syntax_item(exc: SyntaxError) -> Item:
     line = exc.lineno or 0
-    return _item(line, exc.offset or 0, f"{type(exc).__name__}: {exc.msg} (line {line})")
+    message = f"{type(exc).__name__}: {exc.msg} (line {line}){compiler.slash_hint(exc)}"
+    return _item(line, exc.offset or 0, message)
 
 
 def _failure_item(exc: Exception, code: str) -> Item:
