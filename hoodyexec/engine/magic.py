@@ -24,6 +24,11 @@ SLASH_HINT = ".py files use # for comments, not // (write # @name value)"
 PREFIXES = ("#",)  # what a .py script's magic comments start with
 
 
+def is_script(rel: str) -> bool:
+    """Only scripts (``.py``) carry magic comments; any other file is data."""
+    return rel.endswith(".py")
+
+
 class MagicError(msgspec.Struct, frozen=True):
     line: int
     name: str

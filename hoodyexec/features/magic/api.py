@@ -71,6 +71,16 @@ def _read(target: str, rel: str, **open_args: Any) -> str:
     raise NotFound(f"No such script: {rel}", path=rel)
 
 
+NOT_A_SCRIPT = "not a script: magic comments live in .py files"
+
+
+def _script_only(rel: str) -> None:
+    """Magic comments are Python comments: written into any other file (a ``.json``)
+    they would corrupt it, past the check its own write would have made."""
+    if not magic.is_script(rel):
+        raise BadRequest(f"{rel} is {NOT_A_SCRIPT}", path=rel, field="path")
+
+
 class MagicAPI:
     def __init__(self, ctx: Context) -> None:
         assert ctx.store is not None
@@ -117,6 +127,7 @@ class MagicAPI:
         query: Scoped,
     ) -> None:
         target, rel = safe_path(self.ctx.scope(req, body, query), body.path)
+        _script_only(rel)
         comments = _comments(body.comments)
         source = _read(target, rel, encoding="utf-8")
         new, parsed = _apply(source, comments)
@@ -156,6 +167,11 @@ class MagicAPI:
         results = []
         for rel in self.store.walk(scope, base, recursive):
             if not rel.endswith(extension):
+                continue
+            if not magic.is_script(rel):
+                results.append(
+                    {"path": rel, "success": True, "changed": False, "skipped": NOT_A_SCRIPT}
+                )
                 continue
             path = os.path.join(scope.root, rel)
             try:
