@@ -50,6 +50,12 @@ class _Target:
         self.names = names  # positional field -> the file's parameter name
 
 
+def _empty_param(params: dict[str, str] | None) -> bool:
+    """A Falcon match with an empty field (``/users/`` against ``/users/{id}``,
+    ``/a//b``): not a match under the kit's rule (see ``RouteTable.find``)."""
+    return params is not None and "" in params.values()
+
+
 def _positional(template: str) -> tuple[str, dict[str, str]]:
     names: dict[str, str] = {}
     parts = template.split("/")
@@ -210,16 +216,26 @@ class RouteTable:
 
     # -- lookup -------------------------------------------------------------------
     def find(self, path: str) -> tuple[Route, dict[str, str]] | None:
+        """The route answering ``path``, with its params.
+
+        One rule for trailing slashes and empty segments: a route matches only
+        with every param non-empty, so ``/users/`` is not ``[id]`` with an empty
+        id, and a path ending in ``/`` (other than ``/``) matches only a route
+        written exactly so, which no file name makes: ``/hello/`` and
+        ``/users/`` are both 404.
+        """
         route = self.static.get(path)
         if route is not None:
             return route, {}
-        if not self._patterns:
+        if not self._patterns or (path[-1:] == "/" and path != "/"):
             return None
         if self._main is None:
             self._compile()
-        found = self._main.find(path) or self._catch.find(path)  # type: ignore[union-attr]
-        if found is None:
-            return None
+        found = self._main.find(path)  # type: ignore[union-attr]
+        if found is None or _empty_param(found[2]):
+            found = self._catch.find(path)  # type: ignore[union-attr]
+            if found is None or _empty_param(found[2]):
+                return None
         target: _Target = found[0]
         params = found[2]
         if not params:
