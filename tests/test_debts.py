@@ -316,3 +316,24 @@ def test_trailing_slash_and_empty_params_are_404(env, api):
     for path in ("/r/users/", "/hello/", "/docs/"):
         r = api.simulate_post(R + "resolve", json={"path": path})
         assert r.json["matched"] is False, (path, r.json)
+
+
+# -- 9. route/discover's baseDir is a checked path; resolve tells a disabled script ----
+def test_discover_base_dir_is_path_checked(env, api):
+    env.write("r/a.py", "return 1\n")
+    for bad in ("../", "..", "r/../../x", "/etc", "~"):
+        r = api.simulate_post(R + "discover", json={"baseDir": bad})
+        assert r.status_code == 403 and r.json["error"] == "Path is excluded from access", bad
+    r = api.simulate_post(R + "discover", json={"baseDir": "r/"})
+    assert r.status_code == 200 and r.json["baseDir"] == "r" and r.json["count"] == 1
+
+
+def test_resolve_reports_a_disabled_script_as_not_matched(env, api):
+    env.write("off.py", "# @enabled false\nreturn 1\n")
+    env.write("on.py", "# @enabled true\nreturn 1\n")
+    assert env.get("/off").status_code == 404
+    r = api.simulate_post(R + "resolve", json={"path": "/off"}).json
+    assert r["matched"] is False and r["enabled"] is False and r["file"] == "off.py"
+    assert "@enabled false" in r["reason"]
+    r = api.simulate_post(R + "resolve", json={"path": "/on"}).json
+    assert r["matched"] is True and r["enabled"] is True and "reason" not in r

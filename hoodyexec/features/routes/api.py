@@ -17,7 +17,8 @@ import falcon
 import falcon.asgi
 import msgspec
 
-from hoodyexec.engine.store import describe_listed, unreadable
+from hoodyexec.engine import magic
+from hoodyexec.engine.store import describe_listed, safe_path, unreadable
 from hoodyexec.errors import BadRequest, ControlUnavailable
 from hoodyexec.http import errors
 from hoodyexec.http.context import Context
@@ -61,6 +62,20 @@ def _file_state(scope: Any, rel: str, with_meta: bool) -> dict[str, Any] | None:
     return {}
 
 
+DISABLED = "the script is disabled (@enabled false): requests answer 404"
+
+
+def _enabled(scope: Any, rel: str) -> bool:
+    """Whether a routed file serves requests: False for ``@enabled false``, as the
+    request worker decides (a file that cannot be read is left to the call)."""
+    try:
+        with open(os.path.join(scope.root, rel), encoding="utf-8") as fh:
+            source = fh.read()
+    except (OSError, UnicodeDecodeError):
+        return True
+    return magic.parse(source)[0].enabled
+
+
 class RoutesAPI:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -77,7 +92,7 @@ class RoutesAPI:
         query: Scoped,
     ) -> None:
         scope = self.ctx.scope(req, body, query)
-        base = body.baseDir.strip("/")
+        _, base = safe_path(scope, body.baseDir, allow_root=True)  # ``../``: 403, as everywhere
         table = self._table(scope)
         skipped = dict(table.report())
         with_meta = body.includeMetadata
@@ -136,15 +151,19 @@ class RoutesAPI:
         route, params = found
         info = _route_info(route)
         info["paramNames"] = info.pop("params")
+        enabled = _enabled(scope, route.file)
         errors.json_response(
             resp,
             {
                 "success": True,
-                "matched": True,
+                # what a request gets: a disabled script answers 404, so it does not match
+                "matched": enabled,
                 "path": path,
                 **scope.to_dict(),
                 **info,
                 "params": params,
+                "enabled": enabled,
+                **({} if enabled else {"reason": DISABLED}),
             },
         )
 
