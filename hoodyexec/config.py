@@ -112,6 +112,15 @@ class Settings(msgspec.Struct, rename="kebab", forbid_unknown_fields=True, kw_on
             description="@mode auto: sync code holding the loop longer than this moves to the pool.",
         ),
     ] = 20.0
+    inotify: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Watch the scripts tree with inotify. Turn off where it cannot see changes "
+            "(network filesystems): management API writes still reach every worker at once; other "
+            "edits are seen by a stat() per request and a rescan of each instance's folder at most "
+            "once a second."
+        ),
+    ] = True
     host_pattern: Annotated[
         str,
         msgspec.Meta(

@@ -28,7 +28,9 @@ from hoodyexec.storage import sqlite
 def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True):  # noqa: ANN201
     # Shared state lives here; an unusable file is a boot error.
     sqlite.connect(home.db).close()
-    catalog = Catalog(home.scripts, table_for, default_timeout=settings.script_timeout)
+    catalog = Catalog(
+        home.scripts, table_for, watch=settings.inotify, default_timeout=settings.script_timeout
+    )
     shared = sqlite.SqliteStore(home.db)
     executor = Executor(threads=settings.threads, threshold=settings.inline_threshold_ms / 1000.0)
     hosts = HostMap(settings.host_pattern)

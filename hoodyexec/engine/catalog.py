@@ -7,8 +7,16 @@ means (the API, an editor, ``cp``) has queued its inotify event before the write
 returned, so the next request from anyone sees it. Structural changes (files or
 folders added, removed, renamed) rebuild that instance's router; content changes
 recompile that script; a change to a private module (``_lib.py``) drops the
-instance's compiled scripts so importers reload it. Broadcasts from the control
-worker (``invalidate``) do the same for whatever they name.
+instance's compiled scripts so importers reload it.
+
+inotify cannot see everything: a network filesystem changed by another
+machine, a write through a hard link living outside the tree, or a kit run
+with ``inotify: false``. So the control worker also announces every change the
+management API makes (``Invalidate``, see ``invalidate``): it rebuilds the
+instance's router, drops the named script and has every other compiled script
+of that instance checked against its file once (identity) before it runs
+again. Without a watch (``watch=False``) every request checks that identity
+and an instance's folder is rescanned at most once every ``RESCAN`` seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +41,9 @@ from hoodyexec.engine.routes import Route, is_hidden, resolves_inside
 log = logging.getLogger("hoodyexec.catalog")
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+# Without inotify, seconds an instance's route table is trusted before a rescan:
+# how long a file added or removed by other means than the API may go unseen.
+RESCAN = 1.0
 
 
 def instance_name_ok(name: str) -> bool:
@@ -54,14 +66,24 @@ class Instance:
         "scripts",
         "privates",
         "generation",
+        "unverified",
         "make_table",
+        "max_age",
+        "_scanned",
         "state_key",
     )
 
     def __init__(
-        self, subdomain: str, exec_id: str, root: str, make_table: Callable[[str], Any]
+        self,
+        subdomain: str,
+        exec_id: str,
+        root: str,
+        make_table: Callable[[str], Any],
+        max_age: float | None = None,
     ) -> None:
         self.make_table = make_table  # scans ``root`` into a route table (see http/router.py)
+        self.max_age = max_age  # rescan after this many seconds (no inotify), else never
+        self._scanned = 0.0
         self.state_key = state_key(subdomain, exec_id)  # its shared-state document
         self.subdomain = subdomain
         self.exec_id = exec_id
@@ -70,11 +92,18 @@ class Instance:
         self.scripts: dict[str, Script | ScriptLoadError] = {}
         self.privates: dict[str, Any] = {}
         self.generation = 0
+        # Compiled scripts to check against their file (identity) before their
+        # next run, even when inotify vouches for them: an invalidation said
+        # something in this instance changed that inotify may not have seen.
+        self.unverified: set[str] = set()
 
     @property
     def router(self) -> Any:
-        if self._router is None:
+        if self._router is None or (
+            self.max_age is not None and time.monotonic() - self._scanned > self.max_age
+        ):
             self._router = self.make_table(self.root)
+            self._scanned = time.monotonic()
         return self._router
 
     def file_added(self, rel: str) -> None:
@@ -88,10 +117,22 @@ class Instance:
     def structure_changed(self) -> None:
         self._router = None
 
+    def looked_up_privates_in(self, rel: str) -> bool:
+        """Whether a script in folder ``rel`` (or below) imported a private
+        module, or looked for one that was missing: then a change in that
+        folder may be a private module its importers still hold."""
+        top = os.path.normpath(os.path.join(self.root, rel))
+        for key in self.privates:
+            folder = key.rpartition(":")[0]
+            if folder == top or folder.startswith(top + os.sep):
+                return True
+        return False
+
     def drop(self, rel: str | None = None) -> None:
         if rel is None:
             self.scripts.clear()
             self.privates.clear()
+            self.unverified.clear()
             self.generation += 1
         else:
             self.scripts.pop(rel, None)
@@ -137,7 +178,11 @@ class Catalog:
         inst = self.instances.get(key)
         if inst is None:
             inst = self.instances[key] = Instance(
-                subdomain, exec_id, os.path.join(self.root, subdomain, exec_id), self.make_table
+                subdomain,
+                exec_id,
+                os.path.join(self.root, subdomain, exec_id),
+                self.make_table,
+                None if self.watcher is not None else RESCAN,
             )
         return inst
 
@@ -191,10 +236,27 @@ class Catalog:
     def invalidate(
         self, subdomain: str | None = None, exec_id: str | None = None, rel: str | None = None
     ) -> None:
+        """Forget what may have changed in the matching instances (``None``: any).
+
+        Their routers are rebuilt on next use. ``rel`` (a file, or a folder with
+        ``""`` the instance's own) is dropped and every other compiled script is
+        checked against its file before it runs again, which keeps the module
+        state of the unchanged ones. Every compiled script is dropped instead
+        without ``rel``, or when it may be a private module (importers hold it).
+        """
+        private = rel is not None and any(p.startswith("_") for p in rel.split("/"))
         for (sub, eid), inst in self.instances.items():
             if (subdomain is None or sub == subdomain) and (exec_id is None or eid == exec_id):
                 inst.structure_changed()
-                inst.drop(rel)
+                if (
+                    rel is None
+                    or private
+                    or (not rel.endswith(".py") and inst.looked_up_privates_in(rel))
+                ):
+                    inst.drop()
+                else:
+                    inst.drop(rel)
+                    inst.unverified.update(inst.scripts)
 
     def invalidate_all(self) -> None:
         self.invalidate()
@@ -204,7 +266,7 @@ class Catalog:
         """The compiled script for a route, fresh; raises ``ScriptLoadError``."""
         rel = route.file
         cached = inst.scripts.get(rel)
-        if cached is not None and self.watcher is not None:
+        if cached is not None and self.watcher is not None and rel not in inst.unverified:
             # inotify is the per-request check: any change to this file (or a
             # private module) has already dropped it from the cache in refresh().
             if type(cached) is Script:
@@ -217,6 +279,7 @@ class Catalog:
             inst.file_removed(rel)
             inst.drop(rel)
             raise
+        inst.unverified.discard(rel)  # checked now: reused if unchanged, else recompiled
         if cached is not None:
             if isinstance(cached, Script):
                 if cached.identity == identity:

@@ -10,6 +10,7 @@ and ``storage/``.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,24 +50,23 @@ class Context:
     # Every declared endpoint a feature registered, with its handler (in order).
     routes: list[tuple[Endpoint, Handler]] = field(default_factory=list)
 
-    async def invalidated(self, scope: Scope, *paths: str | None) -> None:
-        """Files of ``scope`` changed (relative paths; ``None``: the whole instance):
-        tell every worker, and return once they forgot the old versions.
+    async def invalidated(self, scope: Scope, *paths: str) -> None:
+        """Files of ``scope`` changed (paths relative to it; none: anything may
+        have): tell every worker, and return once they forgot the old versions.
 
         Called after a write, move or delete has been fsynced. inotify already
         saw it on a local filesystem; this covers where it cannot (network
-        filesystems, ``inotify: false``). The change is done either way, so a
-        failure to tell is logged, never the caller's error.
+        filesystems, ``inotify: false``). Several paths make one notice for the
+        folder holding them all. The change is done either way, so a failure to
+        tell is logged, never the caller's error.
         """
         if self.broadcast is None:
             return
-        for path in paths or (None,):
-            try:
-                await self.broadcast(protocol.Invalidate(scope.subdomain, scope.exec_id, path))
-            except Exception:  # noqa: BLE001 - the write itself succeeded
-                log.exception(
-                    "could not announce a change of %s/%s", scope.subdomain, scope.exec_id
-                )
+        path = paths[0] if len(paths) == 1 else os.path.commonpath(paths) if paths else None
+        try:
+            await self.broadcast(protocol.Invalidate(scope.subdomain, scope.exec_id, path))
+        except Exception:  # noqa: BLE001 - the write itself succeeded
+            log.exception("could not announce a change of %s/%s", scope.subdomain, scope.exec_id)
 
     def route(self, ep: Endpoint, handler: Handler) -> None:
         """Declare that ``handler`` serves ``ep`` (mounted once every feature registered)."""

@@ -126,7 +126,8 @@ class MagicAPI:
         body: MagicUpdateBody,
         query: Scoped,
     ) -> None:
-        target, rel = safe_path(self.ctx.scope(req, body, query), body.path)
+        scope = self.ctx.scope(req, body, query)
+        target, rel = safe_path(scope, body.path)
         _script_only(rel)
         comments = _comments(body.comments)
         source = _read(target, rel, encoding="utf-8")
@@ -134,6 +135,7 @@ class MagicAPI:
         dry = body.dry_run
         if not dry and new != source:
             write_atomic(target, new.encode("utf-8"))
+            await self.ctx.invalidated(scope, rel)
         errors.json_response(
             resp,
             {
@@ -165,6 +167,7 @@ class MagicAPI:
         if not os.path.isdir(base):
             raise NotFound(f"No such folder: {directory or '/'}", path=directory)
         results = []
+        written: list[str] = []
         for rel in self.store.walk(scope, base, recursive):
             if not rel.endswith(extension):
                 continue
@@ -194,9 +197,12 @@ class MagicAPI:
                     write_atomic(path, new.encode("utf-8"))
                 except (FileNotFoundError, NotADirectoryError):
                     continue  # its folder was deleted meanwhile: nothing to update
+                written.append(rel)
             results.append(
                 {"path": rel, "success": True, "changed": new != source, "magicComments": parsed}
             )
+        if written:
+            await self.ctx.invalidated(scope, *written)
         errors.json_response(
             resp,
             {

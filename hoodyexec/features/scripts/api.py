@@ -42,13 +42,15 @@ class ScriptsAPI:
         body: ScriptWriteBody,
         query: Scoped,
     ) -> None:
+        scope = self.scope(req, body, query)
         result = self.store.write(
-            self.scope(req, body, query),
+            scope,
             body.path,
             body.content,
             create_dirs=body.createDirs,
             validate=body.validate,
         )
+        await self.ctx.invalidated(scope, result["path"])
         errors.json_response(resp, result, status=201 if result["created"] else 200)
 
     async def read(
@@ -86,7 +88,10 @@ class ScriptsAPI:
     ) -> None:
         if query.confirm != "true":
             raise BadRequest("confirm=true parameter required for safety", field="confirm")
-        errors.json_response(resp, self.store.delete(self.scope(req, body, query), query.path))
+        scope = self.scope(req, body, query)
+        result = self.store.delete(scope, query.path)
+        await self.ctx.invalidated(scope, result["deleted"])
+        errors.json_response(resp, result)
 
     async def move(
         self,
@@ -95,9 +100,9 @@ class ScriptsAPI:
         body: ScriptMoveBody,
         query: Scoped,
     ) -> None:
-        result = self.store.move(
-            self.scope(req, body, query), body.from_, body.to, overwrite=body.overwrite
-        )
+        scope = self.scope(req, body, query)
+        result = self.store.move(scope, body.from_, body.to, overwrite=body.overwrite)
+        await self.ctx.invalidated(scope, result["from"], result["to"])
         errors.json_response(resp, result)
 
     async def tree(

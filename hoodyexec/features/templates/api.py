@@ -97,7 +97,9 @@ class TemplatesAPI:
         out: dict[str, Any] = {"success": True, "name": body.name, "code": code, "saved": False}
         if body.saveFile:
             path = body.outputPath or template.filename
-            written = self.store.write(self.ctx.scope(req, body, query), path, code)
+            scope = self.ctx.scope(req, body, query)
+            written = self.store.write(scope, path, code)
+            await self.ctx.invalidated(scope, written["path"])
             out.update(
                 saved=True,
                 path=written["path"],
