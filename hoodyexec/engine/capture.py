@@ -101,6 +101,10 @@ class Console:
         self._id = execution_id
         self._min = min_level
 
+    @property
+    def execution_id(self) -> str:
+        return self._id
+
     def _emit(self, level: int, args: tuple[Any, ...]) -> None:
         if level >= self._min:
             self._log.write(

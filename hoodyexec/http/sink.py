@@ -97,6 +97,27 @@ def _chunk(item: Any) -> bytes:
 _SENTINEL = object()
 
 
+class StreamAborted(asyncio.CancelledError):
+    """Ends a stream that failed after its status and headers went out.
+
+    Raised from the body iterator, it leaves falcon before its last (empty) body
+    message, so the server never writes the terminating zero-length chunk: it
+    closes the connection, and the client sees an incomplete response instead of
+    a normal end. A ``CancelledError``, so gunicorn takes its quiet "request
+    cancelled" path (close, no traceback): the failure is in the script's log.
+    """
+
+
+def _stream_failure(exc: BaseException, console: Console, timeout_ms: int) -> dict[str, Any]:
+    """What a failed stream tells an SSE client (as a 500 body would)."""
+    if isinstance(exc, ScriptTimeout):
+        error = f"Script timed out after {timeout_ms} ms waiting for the next chunk"
+        kind = "Timeout"
+    else:
+        error, kind = str(exc) or type(exc).__name__, type(exc).__name__
+    return {"error": error, "type": kind, "executionId": console.execution_id}
+
+
 def _next_or_sentinel(it: Iterator[Any]) -> Any:
     return next(it, _SENTINEL)
 
@@ -623,6 +644,7 @@ class ScriptsSink:
         async def body() -> AsyncIterator[bytes]:
             tok = current.set(token_console)
             in_script = False
+            failed: BaseException | None = None
             try:
                 item = first
                 while item is not _SENTINEL:
@@ -630,15 +652,17 @@ class ScriptsSink:
                     in_script = True
                     item = await step()
                     in_script = False
-            except ScriptTimeout:
+            except ScriptTimeout as exc:
                 token_console.error("stream timed out waiting for the next chunk")
-            except BaseException as exc:  # noqa: BLE001 - headers are gone: log and end
+                failed = exc
+            except BaseException as exc:  # noqa: BLE001 - headers are gone: log, then abort
                 # GeneratorExit thrown at ``yield`` (the client left) and outside
                 # cancellation belong to the server; anything raised while the
                 # script's code ran is the script's failure.
                 if not in_script or _cancelled_from_outside(exc):
                     raise
-                token_console.exception(exc.original if isinstance(exc, ScriptRaised) else exc)
+                failed = exc.original if isinstance(exc, ScriptRaised) else exc
+                token_console.exception(failed)
             finally:
                 with contextlib.suppress(ValueError):  # finalised from another context
                     current.reset(tok)
@@ -654,6 +678,13 @@ class ScriptsSink:
                             await r
                     except Exception:  # noqa: BLE001
                         pass
+            if failed is not None:
+                # The status (200) is gone: the client learns of the failure by the
+                # response not ending properly, and an SSE client by an event first.
+                if sse:
+                    failure = _stream_failure(failed, token_console, script.magic.timeout)
+                    yield _sse_event({"event": "error", "data": failure})
+                raise StreamAborted(f"stream failed: {type(failed).__name__}")
 
         stream = body()
         weakref.finalize(stream, release)
