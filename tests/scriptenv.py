@@ -59,7 +59,7 @@ class ScriptEnv:
         return self.run(go)
 
 
-def local_invoker(home: Home) -> Any:
+def local_invoker(home: Home, *, watch: bool = True) -> Any:
     """A request worker's ``invoke`` handler in-process (what route/test asks over the link)."""
     from hoodyexec.engine.capture import LogBook
     from hoodyexec.engine.catalog import Catalog
@@ -69,7 +69,7 @@ def local_invoker(home: Home) -> Any:
     from hoodyexec.http.sink import ScriptsSink, invoke_app
     from hoodyexec.storage.sqlite import SqliteStore as SharedStore
 
-    catalog = Catalog(home.scripts, table_for)
+    catalog = Catalog(home.scripts, table_for, watch=watch)
     sink = ScriptsSink(catalog, SharedStore(home.db), LogBook(home.logs), Executor(threads=4))
     invoker = Invoker(invoke_app(sink), catalog)
     invoker.sink = sink  # type: ignore[attr-defined] - for tests that look inside
@@ -85,6 +85,17 @@ def management_app(home: Home, **kw: Any) -> Any:
     async def one_worker() -> list[int]:
         return [3]
 
+    # The in-process worker engine has no inotify watch: like a worker on a
+    # network filesystem, it learns of API writes from their Invalidate notices.
+    invoker = local_invoker(home, watch=False)
+
+    async def broadcast(topic: Any) -> list[int]:
+        from hoodyexec.ipc.protocol import Invalidate
+
+        if isinstance(topic, Invalidate):
+            invoker.catalog.invalidate(topic.subdomain, topic.exec_id, topic.path)
+        return [3]
+
     options: dict[str, Any] = {
         "started": 0.0,
         "master_pid": 1,
@@ -92,7 +103,8 @@ def management_app(home: Home, **kw: Any) -> Any:
         "worker_pids": one_worker,
         "home": home,
         "shared": SharedStore(home.db),
-        "invoke": _in_process(local_invoker(home)),
+        "invoke": _in_process(invoker),
+        "broadcast": broadcast,
     }
     options.update(kw)
     return create_management(**options)

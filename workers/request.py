@@ -79,6 +79,6 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
         on_broadcast={Invalidate: invalidate, ClearCache: clear_cache, Reload: reload},
         on_query={Invoke: Invoker(invoke_app(sink), catalog)},
         on_startup=[start],
-        on_shutdown=[shared.close],
+        on_shutdown=[shared.close, catalog.close],
         token=settings.token,
     )

@@ -158,6 +158,12 @@ class Catalog:
             os.makedirs(self.root, exist_ok=True)
             self.watcher = Watcher(self.root)
 
+    def close(self) -> None:
+        """Release the inotify watch (a worker's catalog lives as long as the worker)."""
+        if self.watcher is not None:
+            self.watcher.close()
+            self.watcher = None
+
     def existing(self, subdomain: str, exec_id: str) -> Instance | None:
         """The instance if its folder exists; never creates one for a mere name.
 

@@ -21,6 +21,8 @@ import shutil
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import msgspec
+
 from hoodyexec.engine import compiler, magic
 from hoodyexec.engine.routes import NotRoutable, resolves_inside, route_for, skip_name
 from hoodyexec.errors import BadRequest, Forbidden, HoodyError, NotFound
@@ -303,6 +305,59 @@ def _entries(path: str) -> list[os.DirEntry[str]]:
 Validator = Callable[[str, str, str], dict[str, Any]]
 
 
+# -- results: data, not wire answers (the API layer adds "success") --------------
+class Result(msgspec.Struct, kw_only=True):
+    subdomain: str
+    execId: str  # noqa: N815 - the API's name
+
+
+class Written(Result):
+    path: str
+    created: bool
+    validated: bool
+    size: int | msgspec.UnsetType = msgspec.UNSET
+    modified: str | msgspec.UnsetType = msgspec.UNSET
+    route: str | None | msgspec.UnsetType = msgspec.UNSET
+    validation: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+
+
+class Deleted(Result):
+    deleted: str
+    type: str
+
+
+class Moved(Result):
+    from_: str = msgspec.field(name="from")
+    to: str
+    overwritten: bool
+
+
+class Listing(Result):
+    dir: str
+    scripts: list[dict[str, Any]]
+    count: int
+
+
+class Tree(Result):
+    baseDir: str  # noqa: N815
+    maxDepth: int  # noqa: N815
+    tree: dict[str, Any]
+
+
+class ExecId(msgspec.Struct):
+    subdomain: str
+    execId: str  # noqa: N815
+    id: str
+    scripts: int
+    routes: int
+    files: int
+
+
+class ExecIds(msgspec.Struct):
+    execIds: list[ExecId]  # noqa: N815
+    count: int
+
+
 class ScriptStore:
     """The management API's operations on script files."""
 
@@ -319,7 +374,7 @@ class ScriptStore:
         *,
         create_dirs: bool = True,
         validate: bool = True,
-    ) -> dict[str, Any]:
+    ) -> Written:
         if not isinstance(content, str):
             raise BadRequest("content must be a string")
         target, rel = safe_path(scope, rel)
@@ -358,17 +413,14 @@ class ScriptStore:
                 raise _os_error(exc, rel) from None
             raise
         info = describe_listed(scope, rel, with_magic=False) or {}
-        out: dict[str, Any] = {
-            "success": True,
-            "path": rel,
-            "created": not existed,
-            "validated": validated,
+        return Written(
+            path=rel,
+            created=not existed,
+            validated=validated,
             **scope.to_dict(),
             **{k: v for k, v in info.items() if k in ("size", "modified", "route")},
-        }
-        if validation is not None:
-            out["validation"] = validation
-        return out
+            validation=msgspec.UNSET if validation is None else validation,
+        )
 
     def read(self, scope: Scope, rel: Any) -> dict[str, Any]:
         target, rel = safe_path(scope, rel)
@@ -386,9 +438,9 @@ class ScriptStore:
         except OSError as exc:
             raise _os_error(exc, rel) from None
         info.setdefault("magicComments", {})
-        return {"success": True, **scope.to_dict(), **info}
+        return {**scope.to_dict(), **info}
 
-    def delete(self, scope: Scope, rel: Any) -> dict[str, Any]:
+    def delete(self, scope: Scope, rel: Any) -> Deleted:
         target, rel = safe_path(scope, rel)
         try:
             if os.path.isdir(target) and not os.path.islink(target):
@@ -407,9 +459,9 @@ class ScriptStore:
         except OSError as exc:
             raise _os_error(exc, rel) from None
         fsync_dir(os.path.dirname(target))
-        return {"success": True, "deleted": rel, "type": kind, **scope.to_dict()}
+        return Deleted(deleted=rel, type=kind, **scope.to_dict())
 
-    def move(self, scope: Scope, src: Any, dst: Any, *, overwrite: bool = False) -> dict[str, Any]:
+    def move(self, scope: Scope, src: Any, dst: Any, *, overwrite: bool = False) -> Moved:
         source, src = safe_path(scope, src)
         target, dst = safe_path(scope, dst)
         if not os.path.lexists(source):
@@ -438,13 +490,7 @@ class ScriptStore:
             raise
         fsync_dir(os.path.dirname(target))
         fsync_dir(os.path.dirname(source))
-        return {
-            "success": True,
-            "from": src,
-            "to": dst,
-            "overwritten": overwrite,
-            **scope.to_dict(),
-        }
+        return Moved(from_=src, to=dst, overwritten=overwrite, **scope.to_dict())
 
     # -- listings --------------------------------------------------------------------
     def list(
@@ -461,7 +507,7 @@ class ScriptStore:
         websocket: bool | None = None,
         recursive: bool = True,
         include_comments: bool = False,
-    ) -> dict[str, Any]:
+    ) -> Listing:
         base, dir = safe_path(scope, dir, allow_root=True)
         scripts: list[dict[str, Any]] = []
         if os.path.isdir(base):
@@ -496,13 +542,7 @@ class ScriptStore:
                         in ("path", "name", "route", "size", "modified", "type", "magicComments")
                     }
                 scripts.append(info)
-        return {
-            "success": True,
-            **scope.to_dict(),
-            "dir": dir,
-            "scripts": scripts,
-            "count": len(scripts),
-        }
+        return Listing(dir=dir, scripts=scripts, count=len(scripts), **scope.to_dict())
 
     def walk(self, scope: Scope, base: str, recursive: bool) -> list[str]:
         """Relative paths of the files under ``base``, hidden names left out (the
@@ -528,7 +568,7 @@ class ScriptStore:
         base_dir: str = "",
         max_depth: int = 10,
         include_metadata: bool = False,
-    ) -> dict[str, Any]:
+    ) -> Tree:
         base, base_dir = safe_path(scope, base_dir, allow_root=True)
         if not os.path.isdir(base):
             raise NotFound(f"No such folder: {base_dir or '/'}", path=base_dir)
@@ -565,15 +605,11 @@ class ScriptStore:
                 return {**_broken(rel, "broken symlink"), "type": "file"}
             return {"name": entry.name, "path": rel, "type": "file"}
 
-        return {
-            "success": True,
-            **scope.to_dict(),
-            "baseDir": base_dir,
-            "maxDepth": max_depth,
-            "tree": folder(base, base_dir, 0),
-        }
+        return Tree(
+            baseDir=base_dir, maxDepth=max_depth, tree=folder(base, base_dir, 0), **scope.to_dict()
+        )
 
-    def exec_ids(self) -> dict[str, Any]:
+    def exec_ids(self) -> ExecIds:
         """Every ``<subdomain>/<execId>`` with its script counts."""
         out = []
         root = self.home.scripts
@@ -596,13 +632,13 @@ class ScriptStore:
                     except NotRoutable:
                         pass
                 out.append(
-                    {
-                        "subdomain": sub,
-                        "execId": eid,
-                        "id": f"{sub}/{eid}",
-                        "scripts": len(py),
-                        "routes": routable,
-                        "files": len(files),
-                    }
+                    ExecId(
+                        subdomain=sub,
+                        execId=eid,
+                        id=f"{sub}/{eid}",
+                        scripts=len(py),
+                        routes=routable,
+                        files=len(files),
+                    )
                 )
-        return {"success": True, "execIds": out, "count": len(out)}
+        return ExecIds(execIds=out, count=len(out))

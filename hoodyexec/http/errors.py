@@ -10,6 +10,7 @@ import falcon.asgi
 import msgspec
 
 from hoodyexec.errors import HoodyError
+from hoodyexec.http.endpoint import FalconApp
 
 log = logging.getLogger("hoodyexec.http")
 _encode = msgspec.json.Encoder().encode
@@ -57,7 +58,7 @@ async def _unexpected(req: Any, resp: Any, ex: Exception, params: Any) -> None:
     )
 
 
-def install(app: falcon.asgi.App) -> None:
+def install(app: FalconApp) -> None:
     app.set_error_serializer(_serialize)
     app.add_error_handler(Exception, _unexpected)
     app.add_error_handler(HoodyError, _hoody_error)
@@ -67,3 +68,8 @@ def json_response(resp: falcon.Response, body: Any, status: int = 200) -> None:
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
     resp.data = _encode(body)
+
+
+def ok(resp: falcon.Response, result: Any, status: int = 200) -> None:
+    """A service's result on the wire: ``{"success": true, ...its fields}``."""
+    json_response(resp, {"success": True, **msgspec.to_builtins(result)}, status)

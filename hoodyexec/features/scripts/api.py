@@ -8,6 +8,7 @@ import falcon.asgi
 from hoodyexec.errors import BadRequest
 from hoodyexec.http import errors
 from hoodyexec.http.context import Context
+from hoodyexec.http.endpoint import FalconApp
 from hoodyexec.http.spec import Scoped
 
 from .schemas import (
@@ -50,13 +51,13 @@ class ScriptsAPI:
             create_dirs=body.createDirs,
             validate=body.validate,
         )
-        await self.ctx.invalidated(scope, result["path"])
-        errors.json_response(resp, result, status=201 if result["created"] else 200)
+        await self.ctx.invalidated(scope, result.path)
+        errors.ok(resp, result, status=201 if result.created else 200)
 
     async def read(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, _: None, query: ScriptPathQuery
     ) -> None:
-        errors.json_response(resp, self.store.read(self.scope(req, None, query), query.path))
+        errors.ok(resp, self.store.read(self.scope(req, None, query), query.path))
 
     async def list(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, _: None, query: ScriptListQuery
@@ -77,7 +78,7 @@ class ScriptsAPI:
             recursive=query.recursive,
             include_comments=query.include_comments,
         )
-        errors.json_response(resp, result)
+        errors.ok(resp, result)
 
     async def delete(
         self,
@@ -90,8 +91,8 @@ class ScriptsAPI:
             raise BadRequest("confirm=true parameter required for safety", field="confirm")
         scope = self.scope(req, body, query)
         result = self.store.delete(scope, query.path)
-        await self.ctx.invalidated(scope, result["deleted"])
-        errors.json_response(resp, result)
+        await self.ctx.invalidated(scope, result.deleted)
+        errors.ok(resp, result)
 
     async def move(
         self,
@@ -102,8 +103,8 @@ class ScriptsAPI:
     ) -> None:
         scope = self.scope(req, body, query)
         result = self.store.move(scope, body.from_, body.to, overwrite=body.overwrite)
-        await self.ctx.invalidated(scope, result["from"], result["to"])
-        errors.json_response(resp, result)
+        await self.ctx.invalidated(scope, result.from_, result.to)
+        errors.ok(resp, result)
 
     async def tree(
         self,
@@ -118,15 +119,15 @@ class ScriptsAPI:
             max_depth=body.maxDepth,
             include_metadata=body.includeMetadata,
         )
-        errors.json_response(resp, result)
+        errors.ok(resp, result)
 
     async def ids(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, _: None, __: None
     ) -> None:
-        errors.json_response(resp, self.store.exec_ids())
+        errors.ok(resp, self.store.exec_ids())
 
 
-def register(app: falcon.asgi.App, ctx: Context) -> None:
+def register(app: FalconApp, ctx: Context) -> None:
     if ctx.home is None:
         return
     api = ScriptsAPI(ctx)

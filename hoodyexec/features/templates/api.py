@@ -16,6 +16,7 @@ from hoodyexec.errors import NotFound
 from hoodyexec.features.templates.service import TemplateStore, parse_variables
 from hoodyexec.http import errors
 from hoodyexec.http.context import Context
+from hoodyexec.http.endpoint import FalconApp
 from hoodyexec.http.spec import Scoped
 
 from .schemas import (
@@ -99,12 +100,12 @@ class TemplatesAPI:
             path = body.outputPath or template.filename
             scope = self.ctx.scope(req, body, query)
             written = self.store.write(scope, path, code)
-            await self.ctx.invalidated(scope, written["path"])
+            await self.ctx.invalidated(scope, written.path)
             out.update(
                 saved=True,
-                path=written["path"],
-                route=written.get("route"),
-                validated=written["validated"],
+                path=written.path,
+                route=written.route or None,
+                validated=written.validated,
             )
         errors.json_response(resp, out, status=201 if out["saved"] else 200)
 
@@ -149,7 +150,7 @@ class TemplatesAPI:
         errors.json_response(resp, {"success": True, "deleted": name})
 
 
-def register(app: falcon.asgi.App, ctx: Context) -> None:
+def register(app: FalconApp, ctx: Context) -> None:
     if ctx.home is None:
         return
     api = TemplatesAPI(ctx)
