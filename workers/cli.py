@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"hoodyexec: error: {exc}", file=sys.stderr)
             return 2
-        from hoodyexec.workers.master import serve  # gunicorn is imported only to serve
+        from .master import serve  # gunicorn is imported only to serve
 
         serve(settings, args)
     return 0

@@ -24,12 +24,13 @@ from gunicorn.app.base import Application, BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 from gunicorn.workers.workertmp import WorkerTmp
-from hoodyexec.workers import control, request
 
 from hoodyexec import config
 from hoodyexec.config import Settings
 from hoodyexec.errors import ConfigError
 from hoodyexec.home import Home
+
+from . import control, request
 
 # Embedded gunicorn defaults; conf/gunicorn.conf.py mirrors them for operators.
 GUNICORN_DEFAULTS: dict[str, Any] = {

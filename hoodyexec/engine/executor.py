@@ -79,7 +79,9 @@ def leave_forked_child() -> None:
 
 def _current_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
     # Read from another thread: a dict lookup is atomic under the GIL.
-    return asyncio.tasks._current_tasks.get(loop)  # type: ignore[attr-defined]
+    # asyncio's private task table, not in the stubs.
+    current: asyncio.Task[Any] | None = asyncio.tasks._current_tasks.get(loop)  # type: ignore[attr-defined]
+    return current
 
 
 class Watchdog:
@@ -357,7 +359,7 @@ class Executor:
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float
     ) -> Any:
         wd = self.watchdog
-        task = _current_task(self.loop) if wd is not None else None
+        task = _current_task(wd.loop) if wd is not None else None
         if task is None or wd is None:  # not started (in-process tests): plain asyncio timeout
             try:
                 async with asyncio.timeout(timeout):
@@ -379,14 +381,14 @@ class Executor:
     ) -> tuple[Any, float]:
         """Returns (result, seconds it held the loop)."""
         wd = self.watchdog
-        task = _current_task(self.loop) if wd is not None else None
+        task = _current_task(wd.loop) if wd is not None else None
         t0 = time.monotonic()
-        if task is not None:
-            wd.arm(task, t0 + timeout)  # type: ignore[union-attr]
+        if task is not None and wd is not None:
+            wd.arm(task, t0 + timeout)
             try:
                 return fn(*args, **kwargs), time.monotonic() - t0
             finally:
-                wd.disarm(task)  # type: ignore[union-attr]
+                wd.disarm(task)
         return fn(*args, **kwargs), time.monotonic() - t0
 
     async def run_thread(

@@ -339,7 +339,7 @@ def _checked_line(line: str) -> str:
     return line.strip()
 
 
-def _checked_name(name: Any) -> str:
+def _checked_name(name: object) -> str:
     if not isinstance(name, str):
         raise ValueError(f"magic comment names are strings, got {name!r}")
     bad = unsafe_char(name)
@@ -389,16 +389,16 @@ def rewrite(source: str, comments: dict[str, Any] | str) -> str:
         insert_at = _insert_point(kept)
         new_head = kept[:insert_at] + [ln + newline for ln in wanted] + kept[insert_at:]
     else:
-        new_head = list(head)
+        slots: list[str | None] = list(head)
         appended: list[str] = []
         for name, value in comments.items():
             name = _checked_name(name)
             if name in existing:
                 idx = existing[name]
-                new_head[idx] = None if value is None else _format(name, value) + newline  # type: ignore[call-overload]
+                slots[idx] = None if value is None else _format(name, value) + newline
             elif value is not None:
                 appended.append(_format(name, value) + newline)
-        new_head = [ln for ln in new_head if ln is not None]
+        new_head = [ln for ln in slots if ln is not None]
         if appended:
             last_magic = max((i for i, ln in enumerate(new_head) if _LINE.match(ln)), default=None)
             at = last_magic + 1 if last_magic is not None else _insert_point(new_head)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
 from http.cookies import SimpleCookie
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from hoodyexec.storage.base import SharedStore
@@ -27,7 +27,7 @@ class Headers(Mapping[str, str]):
     def __getitem__(self, key: str) -> str:
         return self._d[key.lower()]
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return self._d.get(key.lower(), default)
 
     def __contains__(self, key: object) -> bool:
@@ -41,6 +41,19 @@ class Headers(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"Headers({self._d!r})"
+
+
+class RequestSource(Protocol):
+    """What ``Req`` reads from the HTTP layer's request (falcon's, or a synthetic one)."""
+
+    @property
+    def params(self) -> Mapping[str, Any]: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def remote_addr(self) -> str | None: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
 
 class Req:
@@ -66,7 +79,7 @@ class Req:
 
     def __init__(
         self,
-        src: Any,
+        src: RequestSource,
         method: str,
         path: str,
         params: Mapping[str, str],

@@ -56,9 +56,11 @@ def _multipart(raw: bytes, content_type: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for part in msg.iter_parts():
         name = part.get_param("name", header="content-disposition")
-        if not name:
+        # The HTTP policy decodes RFC 2231 values to str; only compat32 gives a tuple.
+        if not name or not isinstance(name, str):
             continue
-        data = part.get_payload(decode=True) or b""
+        payload = part.get_payload(decode=True)  # bytes, or None for a nested multipart
+        data = payload if isinstance(payload, bytes) else b""
         filename = part.get_filename()
         value: Any
         if filename is not None:

@@ -18,6 +18,8 @@ from hoodyexec.errors import BadRequest
 from hoodyexec.http.spec import Endpoint, convert, decode_body
 
 Handler = Callable[..., Awaitable[None]]
+# Every app here is falcon's ASGI App with falcon's own Request and Response.
+FalconApp = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
 
 
 def responder(ep: Endpoint, handler: Handler) -> Handler:
@@ -43,7 +45,7 @@ class _Resource:
     """One falcon resource per path; ``on_<method>`` set per declared endpoint."""
 
 
-def mount(app: falcon.asgi.App, routes: Sequence[tuple[Endpoint, Handler]]) -> None:
+def mount(app: FalconApp, routes: Sequence[tuple[Endpoint, Handler]]) -> None:
     resources: dict[str, _Resource] = {}
     for ep, handler in routes:
         resource = resources.setdefault(ep.path, _Resource())

@@ -21,6 +21,7 @@ import falcon.asgi
 from hoodyexec.errors import HoodyError
 from hoodyexec.http import errors
 from hoodyexec.http.auth import TokenCheck
+from hoodyexec.http.endpoint import FalconApp
 from hoodyexec.ipc import client as link
 from hoodyexec.ipc.protocol import HttpRequest, Status, WorkerStatus
 
@@ -240,7 +241,7 @@ def create_gateway(
     on_startup: list[Callable[[], Any]] | None = None,
     on_shutdown: list[Callable[[], Any]] | None = None,
     token: str | None = None,
-) -> falcon.asgi.App:
+) -> FalconApp:
     """Build the request worker app.
 
     ``scripts`` is the sink that runs scripts (``ScriptsSink``); without it every

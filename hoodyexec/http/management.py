@@ -100,7 +100,7 @@ def create_management(
     host_pattern: str | None = None,
     invoke: Invoke | None = None,
     broadcast: Broadcast | None = None,
-) -> falcon.asgi.App:
+) -> endpoint.FalconApp:
     """The management app: token check, then every feature's routes."""
     ctx = Context(
         started=started,

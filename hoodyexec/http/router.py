@@ -20,6 +20,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable
+from typing import cast
 
 from falcon.routing import CompiledRouter
 
@@ -180,7 +181,7 @@ class RouteTable:
             static.setdefault(route.templates[0], route)
         self.static = static
 
-    def _compile(self) -> None:
+    def _compile(self) -> tuple[CompiledRouter, CompiledRouter]:
         main, catch = CompiledRouter(), CompiledRouter()
         claimed: dict[str, str] = {t: r.file for t, r in self.static.items()}
         skipped = [
@@ -213,6 +214,7 @@ class RouteTable:
         for file, reason in skipped:
             log.warning("%s: %s", file, reason)
         self.skipped = skipped + sorted(self._invalid.items())
+        return main, catch
 
     # -- lookup -------------------------------------------------------------------
     def find(self, path: str) -> tuple[Route, dict[str, str]] | None:
@@ -229,14 +231,15 @@ class RouteTable:
             return route, {}
         if not self._patterns or (path[-1:] == "/" and path != "/"):
             return None
-        if self._main is None:
-            self._compile()
-        found = self._main.find(path)  # type: ignore[union-attr]
+        main, catch = self._main, self._catch
+        if main is None or catch is None:
+            main, catch = self._compile()
+        found = main.find(path)
         if found is None or _empty_param(found[2]):
-            found = self._catch.find(path)  # type: ignore[union-attr]
+            found = catch.find(path)
             if found is None or _empty_param(found[2]):
                 return None
-        target: _Target = found[0]
+        target = cast(_Target, found[0])  # falcon types a route's resource as object
         params = found[2]
         if not params:
             return target.route, {}

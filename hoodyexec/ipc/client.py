@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from typing import Any, get_args
 
 from hoodyexec.errors import ControlUnavailable, HoodyError
@@ -131,7 +131,7 @@ class LinkClient:
         self,
         reader: asyncio.StreamReader,
         tasks: dict[int, asyncio.Task[None]],
-        answer: Callable[[Query], Awaitable[None]],
+        answer: Callable[[Query], Coroutine[Any, Any, None]],
     ) -> None:
         loop = asyncio.get_running_loop()
         while True:

@@ -171,7 +171,7 @@ class ResponseBody(msgspec.Struct, tag=True, frozen=True):
 Message = Hello | Broadcast | Query | Reply | Cancel | HttpRequest | ResponseStart | ResponseBody
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Message)
+_decoder: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(Message)
 
 
 def encode(msg: Message) -> bytes:

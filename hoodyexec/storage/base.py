@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from hoodyexec.errors import BadRequest
 
@@ -81,7 +81,9 @@ def deep_merge(base: Any, extra: Any) -> Any:
     return extra
 
 
-Change = Callable[[dict[str, Any]], tuple[dict[str, Any], Any]]
+T = TypeVar("T")
+# change(doc) -> (new_doc, result); update returns the result.
+Change = Callable[[dict[str, Any]], tuple[dict[str, Any], T]]
 
 
 class SharedStore(ABC):
@@ -92,7 +94,7 @@ class SharedStore(ABC):
         """The whole document (``{}`` when there is none)."""
 
     @abstractmethod
-    def update(self, key: str, change: Change) -> Any:
+    def update(self, key: str, change: Change[T]) -> T:
         """Run ``change(doc) -> (new_doc, result)`` atomically; returns ``result``."""
 
     @abstractmethod
@@ -140,7 +142,7 @@ class SharedStore(ABC):
     def delete(self, key: str, path: str | None = None) -> bool:
         parts = split(path)
 
-        def change(doc: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        def change(doc: dict[str, Any]) -> tuple[dict[str, Any], bool]:
             if not parts:
                 return {}, bool(doc)
             parent = get_in(doc, parts[:-1])
@@ -166,7 +168,7 @@ class SharedStore(ABC):
         if isinstance(n, bool) or not isinstance(n, int | float):
             raise BadRequest("incr amount must be a number")
 
-        def change(doc: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        def change(doc: dict[str, Any]) -> tuple[dict[str, Any], int | float]:
             parent = _container(doc, parts)
             old = _child(parent, parts[-1])
             if old is _MISSING or old is None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from .base import Change, SharedStore
+from .base import Change, SharedStore, T
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -76,7 +76,8 @@ def migrate(conn: sqlite3.Connection) -> int:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        return conn.execute("PRAGMA user_version").fetchone()[0]
+        final: int = conn.execute("PRAGMA user_version").fetchone()[0]
+        return final
     except sqlite3.DatabaseError as exc:
         raise StateDBError(f"state database migration failed: {exc}") from None
 
@@ -110,7 +111,7 @@ class SqliteStore(SharedStore):
             )
         return _decode(row[0]) if row else {}
 
-    def update(self, key: str, change: Change) -> Any:
+    def update(self, key: str, change: Change[T]) -> T:
         """Run ``change(doc) -> (new_doc, result)`` atomically; returns ``result``."""
         with self._lock:
             conn = self._db()

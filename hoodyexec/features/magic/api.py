@@ -15,6 +15,7 @@ from hoodyexec.errors import BadRequest, NotFound
 from hoodyexec.files import write_atomic
 from hoodyexec.http import errors
 from hoodyexec.http.context import Context
+from hoodyexec.http.endpoint import FalconApp
 from hoodyexec.http.spec import Scoped
 
 from .schemas import (
@@ -217,7 +218,7 @@ class MagicAPI:
         )
 
 
-def register(app: falcon.asgi.App, ctx: Context) -> None:
+def register(app: FalconApp, ctx: Context) -> None:
     if ctx.home is None:
         return
     api = MagicAPI(ctx)

@@ -9,6 +9,7 @@ import falcon.asgi
 import msgspec
 
 from hoodyexec.http.context import Context
+from hoodyexec.http.endpoint import FalconApp
 from hoodyexec.http.spec import Endpoint
 
 JSON = Endpoint("GET", "/openapi.json", "Get OpenAPI Specification (JSON)", "system", public=True)
@@ -47,7 +48,7 @@ class OpenAPIDoc:
         resp.data = self._yaml
 
 
-def register(app: falcon.asgi.App, ctx: Context) -> None:
+def register(app: FalconApp, ctx: Context) -> None:
     doc = OpenAPIDoc(ctx.routes)
     ctx.route(JSON, doc.json)
     ctx.route(YAML, doc.yaml)

@@ -22,6 +22,7 @@ from hoodyexec.engine.store import describe_listed, safe_path, unreadable
 from hoodyexec.errors import BadRequest, ControlUnavailable
 from hoodyexec.http import errors
 from hoodyexec.http.context import Context
+from hoodyexec.http.endpoint import FalconApp
 from hoodyexec.http.router import RouteTable, table_for
 from hoodyexec.http.spec import Scoped
 from hoodyexec.ipc.bridge import WORKER_PID
@@ -267,7 +268,7 @@ class RoutesAPI:
         )
 
 
-def register(app: falcon.asgi.App, ctx: Context) -> None:
+def register(app: FalconApp, ctx: Context) -> None:
     if ctx.home is None:
         return
     api = RoutesAPI(ctx)

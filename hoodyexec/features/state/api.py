@@ -11,6 +11,7 @@ from hoodyexec.engine.hosts import HostMap
 from hoodyexec.errors import BadRequest, NotFound
 from hoodyexec.http import errors
 from hoodyexec.http.context import Context
+from hoodyexec.http.endpoint import FalconApp
 from hoodyexec.storage.base import SharedStore
 
 from .schemas import CLEAR, GET, SET, StateClear, StateGet, StateSet
@@ -109,7 +110,7 @@ class SharedStateAPI:
 _ABSENT = object()
 
 
-def register(app: falcon.asgi.App, ctx: Context) -> None:
+def register(app: FalconApp, ctx: Context) -> None:
     if ctx.shared is None:
         return
     api = SharedStateAPI(

@@ -10,6 +10,7 @@ from hoodyexec import __version__
 from hoodyexec.http import errors
 from hoodyexec.http.auth import HEALTH_PATH
 from hoodyexec.http.context import Context, WorkerPids
+from hoodyexec.http.endpoint import FalconApp
 from hoodyexec.http.spec import Endpoint
 
 
@@ -67,7 +68,7 @@ HEALTH = Endpoint(
 )
 
 
-def register(app: falcon.asgi.App, ctx: Context) -> None:
+def register(app: FalconApp, ctx: Context) -> None:
     ctx.route(
         HEALTH,
         Health(ctx.started, ctx.master_pid, ctx.control_pid, ctx.worker_pids, ctx.expected_workers),

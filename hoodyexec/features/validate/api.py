@@ -13,7 +13,7 @@ import falcon.asgi
 from hoodyexec.features.validate import service as validation
 from hoodyexec.http import errors
 from hoodyexec.http.context import Context
-from hoodyexec.http.endpoint import Handler
+from hoodyexec.http.endpoint import FalconApp, Handler
 
 from .schemas import (
     DEPENDENCIES,
@@ -46,7 +46,7 @@ class ValidateAPI:
         errors.json_response(resp, validation.check_return_type(body.typeDefinition, body.value))
 
 
-def register(app: falcon.asgi.App, ctx: Context) -> None:
+def register(app: FalconApp, ctx: Context) -> None:
     check = ValidateAPI.check
     ctx.route(SCRIPT, check(validation.validate_script))
     ctx.route(SYNTAX, check(validation.check_syntax))
