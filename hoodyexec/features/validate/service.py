@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import threading
+import types
 import typing
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -188,7 +189,9 @@ def _bound_by(node: ast.AST) -> Iterator[str]:
         yield from (a.asname or a.name for a in node.names if a.name != "*")
     elif isinstance(node, ast.Global | ast.Nonlocal):
         yield from node.names
-    elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar, *_TYPE_PARAMS)):
+    elif isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) or isinstance(
+        node, _TYPE_PARAMS
+    ):
         if node.name:
             yield node.name
     elif isinstance(node, ast.MatchMapping) and node.rest:
@@ -505,7 +508,7 @@ class _ImportFinder(ast.NodeVisitor):
             self.visit(stmt)
         self.guarded -= guarded
 
-    def visit_Try(self, node: ast.Try) -> None:  # noqa: N802 - ast API
+    def visit_Try(self, node: ast.Try | ast.TryStar) -> None:  # noqa: N802 - ast API
         self._guarded_body(node.body, _guards_imports(node.handlers))
         for part in (node.handlers, node.orelse, node.finalbody):
             for child in part:
@@ -610,7 +613,8 @@ def _dependencies(
     installed = (
         importlib.metadata.packages_distributions() if "installed" in statuses.values() else {}
     )
-    imports, hints = [], {}
+    imports: list[dict[str, Any]] = []
+    hints: dict[str, str] = {}
     errors: list[Item] = list(parse_errors)
     notes: list[Item] = []
     for found in finder.found:
@@ -854,10 +858,11 @@ def _tuple(node: ast.Subscript, elts: list[ast.expr], depth: int) -> _Type:
         if len(elts) != 2:
             raise _unsupported(node, "... must follow exactly one type")
         item = _build(elts[0], depth + 1)
-        return _Type(tuple[item.tp, ...], f"tuple[{item.text}, ...]", "tuple...", (item,))
+        tp = types.GenericAlias(tuple, (item.tp, ...))  # tuple[item.tp, ...]
+        return _Type(tp, f"tuple[{item.text}, ...]", "tuple...", (item,))
     args = tuple(_build(e, depth + 1) for e in elts)
     text = f"tuple[{', '.join(a.text for a in args)}]"
-    return _Type(tuple[tuple(a.tp for a in args)], text, "tuple", args)
+    return _Type(types.GenericAlias(tuple, tuple(a.tp for a in args)), text, "tuple", args)
 
 
 def _literal_value(node: ast.AST) -> Any:
@@ -880,7 +885,8 @@ def _literal(node: ast.Subscript, elts: list[ast.expr]) -> _Type:
         raise _unsupported(node, "Literal needs values")
     values = tuple(_literal_value(e) for e in elts)
     text = f"Literal[{', '.join(repr(v) for v in values)}]"
-    return _Type(typing.Literal[values], text, "literal")
+    # Literal[values], built at run time (mypy reads X[...] as a type)
+    return _Type(typing.Literal.__getitem__(values), text, "literal")
 
 
 def _union(parts: list[_Type]) -> _Type:
@@ -891,7 +897,7 @@ def _union(parts: list[_Type]) -> _Type:
     flat = tuple(members.values())
     if len(flat) == 1:
         return flat[0]
-    tp = typing.Union[tuple(m.tp for m in flat)]  # noqa: UP007 - built from a list
+    tp = typing.Union.__getitem__(tuple(m.tp for m in flat))  # Union[...] built from a list
     return _Type(tp, " | ".join(m.text for m in flat), "union", flat)
 
 
@@ -958,7 +964,7 @@ def _failing_part(value: Any, t: _Type, path: str) -> str | None:
 
 
 def _dict_item(key: Any, value: Any, t: _Type, path: str) -> str | None:
-    key_error = _conversion_error({key: None}, dict[t.args[0].tp, Any])
+    key_error = _conversion_error({key: None}, types.GenericAlias(dict, (t.args[0].tp, Any)))
     if key_error is not None:
         return f"{key_error.partition(' - at `')[0]} - at key {json.dumps(key)} in `{path}`"
     return _locate(value, t.args[1], path + _key_segment(key))
