@@ -12,9 +12,10 @@ import pytest
 
 from hoodyexec import files
 from hoodyexec.engine import magic
+from hoodyexec.engine.inject import decode_raw as _decode_raw
 from hoodyexec.errors import HoodyError
 from hoodyexec.home import Home
-from hoodyexec.http.sink import _decode_raw, parse_body
+from hoodyexec.http.sink import parse_body
 
 from .scriptenv import ScriptEnv, management_app
 

@@ -37,6 +37,7 @@ from typing import Any
 import msgspec
 
 from hoodyexec.engine import magic as magic_mod
+from hoodyexec.engine.inject import NEEDS_REQ, compile_plan
 from hoodyexec.errors import HoodyError
 
 BODY_ARGS = ("req", "res", "metadata", "shared", "console", "ai")
@@ -65,12 +66,18 @@ class Param(msgspec.Struct, frozen=True):
 
 
 class Entry:
-    """One callable of a script with its injection plan."""
+    """One callable of a script with its injection plan.
+
+    ``params`` is the plan as data; ``inject`` is the same plan compiled to one
+    getter per parameter that receives a value (``compile_plan``), so a
+    request fills its arguments without looking at any ``Param.source``.
+    """
 
     __slots__ = (
         "fn",
         "name",
         "params",
+        "inject",
         "is_async",
         "is_gen",
         "is_async_gen",
@@ -88,13 +95,14 @@ class Entry:
         self.params = params
         self.positional = positional  # body mode: called with BODY_ARGS in order
         self.used = frozenset(p.name for p in params)
+        # Body mode passes BODY_ARGS by position and needs no getters.
+        self.inject = () if positional else compile_plan(params)
         # What a call needs built per request (decided once, here).
         if positional:
             self.needs_req = "req" in self.used or "metadata" in self.used
-            self.needs_res = "res" in self.used
         else:
-            self.needs_req = bool(params)
-            self.needs_res = any(p.source == "res" for p in params)
+            self.needs_req = any(p.source in NEEDS_REQ for p in params)
+        self.needs_res = any(p.source == "res" for p in params)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.is_async_gen = inspect.isasyncgenfunction(fn)
         self.is_gen = inspect.isgeneratorfunction(fn)

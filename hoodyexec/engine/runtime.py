@@ -1,4 +1,4 @@
-"""What a script gets: ``req``, ``res``, ``metadata`` (and ``Headers``).
+"""What a script gets: ``req``, ``res``, ``metadata``, ``shared``, ``ai`` (and ``Headers``).
 
 Per-request objects use ``__slots__`` and compute expensive views lazily, so a
 script that only returns a value pays for almost nothing. This module does not
@@ -13,6 +13,7 @@ from http.cookies import SimpleCookie
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from hoodyexec.errors import HoodyError
 from hoodyexec.storage.base import SharedStore
 
 
@@ -366,3 +367,18 @@ class Shared:
 
     def __repr__(self) -> str:
         return f"<Shared {self.hostname}>"
+
+
+class AIUnavailable:
+    """``ai`` until the AI helpers land: any use is a clear 501."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        raise HoodyError("the ai helper is not available in this version yet", status=501)
+
+    def __repr__(self) -> str:
+        return "<ai: not configured>"
+
+
+AI = AIUnavailable()

@@ -13,7 +13,6 @@ import inspect
 import itertools
 import logging
 import os
-import re
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -24,7 +23,7 @@ import msgspec
 
 from hoodyexec.engine.capture import Console, LogBook, current, finish
 from hoodyexec.engine.catalog import Catalog
-from hoodyexec.engine.compiler import Entry, Script, ScriptLoadError
+from hoodyexec.engine.compiler import Script, ScriptLoadError
 from hoodyexec.engine.executor import (
     Executor,
     ScriptRaised,
@@ -33,8 +32,9 @@ from hoodyexec.engine.executor import (
     leave_forked_child,
 )
 from hoodyexec.engine.hosts import HOST_CACHE, HostMap
+from hoodyexec.engine.inject import Call
 from hoodyexec.engine.invoke import INVOKE_TARGET
-from hoodyexec.engine.runtime import Metadata, Req, Res, Shared
+from hoodyexec.engine.runtime import AI, Metadata, Req, Res, Shared
 from hoodyexec.errors import HoodyError
 from hoodyexec.http import errors
 from hoodyexec.http.body import parse_body
@@ -44,27 +44,6 @@ log = logging.getLogger("hoodyexec.scripts")
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
-_FIELD_PATH = re.compile(r"at `(\$[^`]*)`")
-
-
-class AIUnavailable:
-    """``ai`` until the AI helpers land: any use is a clear 501."""
-
-    __slots__ = ()
-
-    def __getattr__(self, name: str) -> Any:
-        raise HoodyError("the ai helper is not available in this version yet", status=501)
-
-    def __repr__(self) -> str:
-        return "<ai: not configured>"
-
-
-_AI = AIUnavailable()
-
-
-def _field(exc: Exception) -> str | None:
-    m = _FIELD_PATH.search(str(exc))
-    return m.group(1) if m else None
 
 
 def _sse_event(item: Any) -> bytes:
@@ -271,29 +250,32 @@ class ScriptsSink:
                     else None,
                     Shared(self.shared, inst.state_key) if "shared" in used else None,
                     console,
-                    _AI,
+                    AI,
                 )
                 kwargs: dict[str, Any] = {}
-            elif not entry.params:
+            elif not entry.inject:
                 args, kwargs = (), {}
             else:
+                # PERF: the injection plan was compiled to getters when the script
+                # loaded (Entry.inject): per request one small Call and one getter
+                # per parameter, no dispatch on each parameter's source.
+                call = Call(
+                    r,
+                    res,
+                    console,
+                    body,
+                    params,
+                    raw,
+                    req,
+                    route.file,
+                    hostname,
+                    inst,
+                    trigger,
+                    magic.raw,
+                    self.shared,
+                )
                 try:
-                    args, kwargs = self._arguments(
-                        entry,
-                        r,
-                        res,
-                        route.file,
-                        hostname,
-                        inst,
-                        trigger,
-                        magic.raw,
-                        console,
-                        body,
-                        None,
-                        params,
-                        raw,
-                        req,
-                    )
+                    args, kwargs = (), {name: get(call) for name, get in entry.inject}
                 except HoodyError as exc:
                     exc.extra["executionId"] = execution_id
                     return _json(resp, exc.status, exc.to_dict())
@@ -409,69 +391,6 @@ class ScriptsSink:
             resp.status = 204
             return True
         return False
-
-    def _arguments(
-        self,
-        entry: Entry,
-        r: Req,
-        res: Res,
-        script_rel: str,
-        hostname: str,
-        inst: Any,
-        trigger: str,
-        magic_raw: Any,
-        console: Console,
-        body: Any,
-        query: Any,
-        params: dict[str, str],
-        raw: bytes,
-        req: Any,
-    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        kwargs: dict[str, Any] = {}
-        for p in entry.params:
-            src = p.source
-            if src == "req":
-                kwargs[p.name] = r
-            elif src == "res":
-                kwargs[p.name] = res
-            elif src == "metadata":
-                kwargs[p.name] = Metadata(
-                    r, script_rel, hostname, inst.subdomain, inst.exec_id, magic_raw, trigger
-                )
-            elif src == "shared":
-                kwargs[p.name] = Shared(self.shared, inst.state_key)
-            elif src == "console":
-                kwargs[p.name] = console
-            elif src == "ai":
-                kwargs[p.name] = _AI
-            elif src == "body":
-                kwargs[p.name] = body
-            elif src == "query":
-                kwargs[p.name] = r.query
-            elif src == "params":
-                kwargs[p.name] = params
-            elif src == "route":
-                value = params.get(p.name)
-                if p.type is not None and value is not None:
-                    value = _convert(value, p.type, "route parameter", f"$.{p.name}", strict=False)
-                kwargs[p.name] = value
-            elif src == "typed-query":
-                kwargs[p.name] = _convert(dict(r.query), p.type, "query", None, strict=False)
-            elif src in ("typed-body", "typed"):
-                if src == "typed" and not raw:
-                    kwargs[p.name] = _convert(dict(r.query), p.type, "query", None, strict=False)
-                elif isinstance(body, bytes | str) or body is None:
-                    kwargs[p.name] = _decode_raw(raw, p.type)
-                else:
-                    kwargs[p.name] = _convert(
-                        body,
-                        p.type,
-                        "body",
-                        None,
-                        strict=not isinstance(body, dict)
-                        or (req.content_type or "").startswith("application/json"),
-                    )
-        return (), kwargs
 
     @staticmethod
     def _offload(script: Script, held: float, console: Console) -> None:
@@ -704,25 +623,6 @@ def _json(resp: falcon.asgi.Response, status: int, body: Any) -> None:
     resp.status = status
     resp.content_type = "application/json"
     resp.data = _json_encode(body)
-
-
-def _convert(value: Any, tp: Any, where: str, field: str | None, strict: bool) -> Any:
-    try:
-        return msgspec.convert(value, tp, strict=strict)
-    except msgspec.ValidationError as exc:
-        path = _field(exc) or field
-        raise HoodyError(f"Invalid {where}: {exc}", status=400, field=path) from None
-
-
-def _decode_raw(raw: bytes, tp: Any) -> Any:
-    try:
-        return msgspec.json.decode(raw or b"{}", type=tp)
-    except msgspec.ValidationError as exc:
-        raise HoodyError(f"Invalid body: {exc}", status=400, field=_field(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise HoodyError("Invalid JSON", status=400, detail=str(exc)) from None
-    except RecursionError:  # msgspec's answer to nesting like b"[" * 100000
-        raise HoodyError("Invalid JSON", status=400, detail="nested too deeply") from None
 
 
 def _token_ok(req: falcon.asgi.Request, expected: str) -> bool:
