@@ -18,6 +18,7 @@ from hoodyexec.engine.executor import Executor, guard_forks
 from hoodyexec.engine.hosts import HostMap
 from hoodyexec.engine.invoke import Invoker
 from hoodyexec.home import Home
+from hoodyexec.http.endpoint import FalconApp
 from hoodyexec.http.gateway import create_gateway
 from hoodyexec.http.router import table_for
 from hoodyexec.http.sink import ScriptsSink, invoke_app
@@ -25,7 +26,7 @@ from hoodyexec.ipc.protocol import ClearCache, Invalidate, Invoke, Reload
 from hoodyexec.storage import sqlite
 
 
-def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True):  # noqa: ANN201
+def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True) -> FalconApp:
     # Shared state lives here; an unusable file is a boot error.
     sqlite.connect(home.db).close()
     catalog = Catalog(

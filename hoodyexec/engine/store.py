@@ -11,6 +11,7 @@ their inotify watch before the next request (see ``docs/scripts.md``).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import datetime
 import errno
@@ -417,7 +418,8 @@ class ScriptStore:
             path=rel,
             created=not existed,
             validated=validated,
-            **scope.to_dict(),
+            subdomain=scope.subdomain,
+            execId=scope.exec_id,
             **{k: v for k, v in info.items() if k in ("size", "modified", "route")},
             validation=msgspec.UNSET if validation is None else validation,
         )
@@ -544,7 +546,7 @@ class ScriptStore:
                 scripts.append(info)
         return Listing(dir=dir, scripts=scripts, count=len(scripts), **scope.to_dict())
 
-    def walk(self, scope: Scope, base: str, recursive: bool) -> list[str]:
+    def walk(self, scope: Scope, base: str, recursive: bool) -> builtins.list[str]:
         """Relative paths of the files under ``base``, hidden names left out (the
         router's filter). Folders that vanish meanwhile are skipped by ``os.walk``;
         files that do are the caller's to skip (see ``describe_listed``)."""

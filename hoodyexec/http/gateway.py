@@ -265,16 +265,19 @@ def create_gateway(
         startup.append(client.start)
         shutdown.insert(0, client.close)
 
-    app = falcon.asgi.App(
-        middleware=[Lifespan(startup, shutdown), NoWebSockets()],
-        request_type=falcon.asgi.Request,
-    )
+    middleware: list[Lifespan | NoWebSockets] = [Lifespan(startup, shutdown), NoWebSockets()]
+    app = falcon.asgi.App(middleware=middleware, request_type=falcon.asgi.Request)
     app.req_options.strip_url_path_trailing_slash = False
     app.req_options.auto_parse_qs_csv = False
     errors.install(app)
     app.add_error_handler(WebSocketRefused, _websocket_refused)
     forward = Forwarder(socket_path, pid, connect_timeout, token)
-    app.add_sink(forward, prefix=r"/api/v1/exec(/|$)")
-    app.add_sink(forward, prefix=r"/openapi\.(json|yaml)$")
-    app.add_sink(scripts or _no_script, prefix=r"/(?!api/v1/exec(/|$)|openapi\.(json|yaml)$)")
+    # falcon types a sink's resp as Response | None (None for a WebSocket, which
+    # NoWebSockets refuses): these sinks take a Response.
+    app.add_sink(forward, prefix=r"/api/v1/exec(/|$)")  # type: ignore[arg-type]
+    app.add_sink(forward, prefix=r"/openapi\.(json|yaml)$")  # type: ignore[arg-type]
+    app.add_sink(
+        scripts or _no_script,  # type: ignore[arg-type]
+        prefix=r"/(?!api/v1/exec(/|$)|openapi\.(json|yaml)$)",
+    )
     return app

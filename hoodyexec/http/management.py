@@ -120,5 +120,7 @@ def create_management(
     for feature in FEATURES:
         feature.register(app, ctx)
     endpoint.mount(app, ctx.routes)
-    app.add_sink(_unknown, prefix=r"/api/v1/exec(/|$)")
+    # falcon types a sink's resp as Response | None (None only for a WebSocket,
+    # which never reaches this app): _unknown takes a Response.
+    app.add_sink(_unknown, prefix=r"/api/v1/exec(/|$)")  # type: ignore[arg-type]
     return app

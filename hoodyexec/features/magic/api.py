@@ -61,11 +61,11 @@ def _apply(source: str, comments: dict[str, Any] | str) -> tuple[str, dict[str, 
     return new, parsed.raw
 
 
-def _read(target: str, rel: str, **open_args: Any) -> str:
+def _read(target: str, rel: str, errors: str = "strict") -> str:
     """The script's text; 404 when it is not a file (or vanished since it was checked)."""
     try:
         if os.path.isfile(target):
-            with open(target, **open_args) as fh:
+            with open(target, encoding="utf-8", errors=errors) as fh:
                 return fh.read()
     except (FileNotFoundError, NotADirectoryError):
         pass
@@ -104,7 +104,7 @@ class MagicAPI:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, _: None, query: MagicReadQuery
     ) -> None:
         target, rel = safe_path(self.ctx.scope(req, None, query), query.path)
-        source = _read(target, rel, encoding="utf-8", errors="replace")
+        source = _read(target, rel, errors="replace")
         parsed, problems = magic.parse(source)
         values = {k: v for k, v in msgspec.to_builtins(parsed).items() if k not in ("raw", "lines")}
         errors.json_response(
@@ -131,7 +131,7 @@ class MagicAPI:
         target, rel = safe_path(scope, body.path)
         _script_only(rel)
         comments = _comments(body.comments)
-        source = _read(target, rel, encoding="utf-8")
+        source = _read(target, rel)
         new, parsed = _apply(source, comments)
         dry = body.dry_run
         if not dry and new != source:

@@ -57,7 +57,7 @@ class TemplatesAPI:
             include_builtin=query.includeBuiltin,
             include_custom=query.includeCustom,
         )
-        categories = sorted({t.get("category") for t in items if t.get("category")})
+        categories = sorted({t["category"] for t in items if t.get("category")})
         errors.json_response(
             resp,
             {"success": True, "templates": items, "count": len(items), "categories": categories},

@@ -129,7 +129,7 @@ class _Meta(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 def summary(template: Template) -> dict[str, Any]:
     """A listing entry: every field but the code (listings stay small)."""
-    out = msgspec.to_builtins(template)
+    out: dict[str, Any] = msgspec.to_builtins(template)
     out.pop("code", None)
     return out
 
@@ -162,9 +162,9 @@ def _json_value(value: Any, where: str, depth: int = 0) -> Any:
 
 
 def _type_name(value: Any) -> str:
-    return {bool: "boolean", int: "integer", float: "number", str: "string"}.get(
-        type(value), {list: "list", tuple: "list", dict: "object"}.get(type(value), "")
-    ) or type(value).__name__
+    scalars: dict[type, str] = {bool: "boolean", int: "integer", float: "number", str: "string"}
+    containers: dict[type, str] = {list: "list", tuple: "list", dict: "object"}
+    return scalars.get(type(value), containers.get(type(value), "")) or type(value).__name__
 
 
 def coerce(var: Variable, value: Any) -> Any:
