@@ -37,13 +37,21 @@ process (after fork) to ``HoodyProtocol``.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import collections
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from gunicorn.asgi.parser import CallbackRequest
 from gunicorn.asgi.protocol import ASGIProtocol, BodyReceiver
 from gunicorn.workers import gasgi
 from gunicorn.workers.gasgi import ASGIWorker
 
-_EMPTY_MORE = {"type": "http.request", "body": b"", "more_body": True}
+if TYPE_CHECKING:
+    from gunicorn.asgi.protocol import _BodyReceieverReceiveReturnType as BodyMessage
+
+    from .master import HoodyApplication
+
+_EMPTY_MORE: BodyMessage = {"type": "http.request", "body": b"", "more_body": True}
 
 # Bytes per second a request body must average, after ``timeout`` seconds of grace.
 MIN_BODY_RATE = 1024
@@ -54,18 +62,25 @@ class PromptBodyReceiver(BodyReceiver):
     and a body that misses its deadline or is cut short never looks complete."""
 
     __slots__ = ("_prompted", "_deadline", "_received")
+    # gunicorn 27 internals used here; the stubs type only the public API.
+    protocol: HoodyProtocol
+    _chunks: collections.deque[bytes]
+    _complete: bool
+    _disconnected: bool  # a read-only property
+    _body_wait_expired: bool
+    _waiter: asyncio.Future[None] | None
 
-    def __init__(self, request: Any, protocol: Any) -> None:
+    def __init__(self, request: CallbackRequest, protocol: HoodyProtocol) -> None:
         super().__init__(request, protocol)
         self._prompted = False
         self._deadline = protocol.worker.loop.time() + (protocol.cfg.timeout or 30)
         self._received = 0
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> BodyMessage:
         if not self._prompted:
             self._prompted = True
             if not self._chunks and not self._complete and not self._disconnected:
-                return dict(_EMPTY_MORE)
+                return _EMPTY_MORE.copy()
         message = await super().receive()
         if message["type"] == "http.request":
             self._received += len(message["body"])
@@ -73,7 +88,7 @@ class PromptBodyReceiver(BodyReceiver):
             self._abandon()
         return message
 
-    def _abandon(self) -> None:
+    def _abandon(self) -> NoReturn:
         """The body will never be whole: close the connection and end the app's
         request instead of handing it a truncated body as if it were complete.
 
@@ -105,7 +120,17 @@ class PromptBodyReceiver(BodyReceiver):
 class HoodyProtocol(ASGIProtocol):
     """gunicorn's ASGI protocol with a header timeout and a prompt first body message."""
 
-    def __init__(self, worker: Any) -> None:
+    # gunicorn 27 internals used here; the stubs type only the public API.
+    worker: HoodyASGIWorker
+    _keepalive: float
+    _keepalive_handle: asyncio.TimerHandle | None
+    _callback_parser: object | None
+    _current_request: CallbackRequest
+    _body_receiver: BodyReceiver | None
+    _close_transport: Callable[[], None]
+    _keepalive_timeout: Callable[[], None]
+
+    def __init__(self, worker: HoodyASGIWorker) -> None:
         super().__init__(worker)
         head = worker.header_timeout
         if head and self._keepalive:
@@ -113,7 +138,7 @@ class HoodyProtocol(ASGIProtocol):
             # the next head is complete: capped, it is that head's timeout.
             self._keepalive = min(self._keepalive, head)
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         head = self.worker.header_timeout
         # HTTP/1 only (h2c sniffing, TLS h2 and uwsgi have no callback parser yet).
@@ -122,8 +147,8 @@ class HoodyProtocol(ASGIProtocol):
             # timer once a head is complete; when it fires, the connection closes.
             self._keepalive_handle = self.worker.loop.call_later(head, self._keepalive_timeout)
 
-    def _on_headers_complete(self) -> Any:
-        skip = super()._on_headers_complete()
+    def _on_headers_complete(self) -> bool:
+        skip: bool = super()._on_headers_complete()  # type: ignore[misc]  # not in the stubs
         request = self._current_request
         # PERF: requests without a body keep gunicorn's receiver as it is.
         if request.content_length or request.chunked:
@@ -134,11 +159,15 @@ class HoodyProtocol(ASGIProtocol):
 class HoodyASGIWorker(ASGIWorker):
     """gunicorn's ``asgi`` worker serving ``HoodyProtocol``."""
 
+    app: HoodyApplication
+    loop: asyncio.AbstractEventLoop  # set in run(), before any connection is made
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout = self.app.settings.header_timeout
 
     def init_process(self) -> None:
         # After fork, in this worker process only: gunicorn has no protocol-class hook.
-        gasgi.ASGIProtocol = HoodyProtocol  # type: ignore[misc]
+        # The stubs do not list gasgi's import of ASGIProtocol.
+        gasgi.ASGIProtocol = HoodyProtocol  # type: ignore[attr-defined]
         super().init_process()

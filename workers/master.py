@@ -23,12 +23,15 @@ from gunicorn import util
 from gunicorn.app.base import Application, BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
+from gunicorn.glogging import Logger
+from gunicorn.workers.base import Worker
 from gunicorn.workers.workertmp import WorkerTmp
 
 from hoodyexec import config
 from hoodyexec.config import Settings
 from hoodyexec.errors import ConfigError
 from hoodyexec.home import Home
+from hoodyexec.http.endpoint import FalconApp
 
 from . import control, request
 
@@ -63,7 +66,7 @@ def gunicorn_settings(settings: Settings, home: Home) -> dict[str, Any]:
     }
 
 
-def _post_fork(server: Arbiter, worker: Any) -> None:
+def _post_fork(server: HoodyArbiter, worker: Worker) -> None:
     server.app.worker_age = worker.age
 
 
@@ -73,7 +76,7 @@ def _pre_fork(server: Arbiter, worker: Any) -> None:
     worker.hoody_born = worker.tmp.last_update()
 
 
-def booted(worker: Any) -> bool:
+def booted(worker: Worker) -> bool:
     """Has this request worker reported ready (touched its heartbeat once)?"""
     try:
         return worker.tmp.last_update() != getattr(worker, "hoody_born", None)
@@ -120,12 +123,15 @@ class HoodyApplication(BaseApplication):
             fresh.home = self.settings.home
         self.settings = fresh
 
-    def load(self):  # noqa: ANN201 - an ASGI app, loaded in the worker after fork
+    # The ASGI app, loaded in the worker after fork. falcon's App takes a dict
+    # scope where gunicorn's ASGI app type passes a MutableMapping.
+    def load(self) -> FalconApp:  # type: ignore[override]
         return request.load_app(self.settings, self.home, self.worker_age)
 
 
 def _read_gunicorn_file(app: BaseApplication, path: str) -> dict[str, Any]:
-    cfg = Application.get_config_from_filename(app, path)  # gunicorn's own loader
+    # gunicorn's own loader, borrowed from Application: it only reads app.cfg.
+    cfg = Application.get_config_from_filename(app, path)  # type: ignore[arg-type]
     return {
         k: v
         for k, v in cfg.items()
@@ -165,6 +171,8 @@ class _Control:
 
 class HoodyArbiter(Arbiter):
     CONTROL_BOOT_ERROR = control.BOOT_ERROR
+    app: HoodyApplication
+    log: Logger  # set by Arbiter.__init__ (the stubs allow None for before it)
 
     def __init__(self, app: HoodyApplication) -> None:
         self.control: _Control | None = None
@@ -206,7 +214,8 @@ class HoodyArbiter(Arbiter):
                 listener.close()
             for sibling in self.WORKERS.values():
                 sibling.tmp.close()
-            util._setproctitle(f"control [{self.proc_name}]")
+            # gunicorn's private helper (setproctitle or a no-op), not in the stubs.
+            util._setproctitle(f"control [{self.proc_name}]")  # type: ignore[attr-defined]
             worker.run()
         except control.ControlBootError as exc:
             self.log.error("Control worker failed to boot: %s", exc)
@@ -340,7 +349,7 @@ class HoodyArbiter(Arbiter):
         self.reap_control()
 
 
-def _tmp_closed(worker: Any) -> bool:
+def _tmp_closed(worker: Worker) -> bool:
     try:
         worker.tmp.last_update()
     except (OSError, ValueError):
