@@ -1,4 +1,5 @@
-"""The kit's OpenAPI document: valid OpenAPI 3, complete, and true (schemathesis)."""
+"""OpenAPI feature: the kit's document is valid OpenAPI 3, complete, and true
+(schemathesis); endpoints not built yet answer 501, unknown ones a JSON 404."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from openapi_spec_validator import validate
 from hoodyexec.features.openapi.reference import ENDPOINTS
 from hoodyexec.home import Home
 
-from .scriptenv import management_app
+from ..scriptenv import management_app
+from .helpers import management
 
 
 @pytest.fixture
@@ -142,3 +144,25 @@ def test_schemathesis_finds_no_server_errors(app):
         checked += 1
     assert checked >= 15
     assert not failures, failures[:5]
+
+
+def test_reference_endpoints_answer_501_until_built():
+    client = falcon.testing.TestClient(management())
+    r = client.simulate_post(
+        "/api/v1/exec/scripts/write", json={"path": "a.py", "content": "return 1"}
+    )
+    assert r.status_code == 501 and "not implemented" in r.json["error"]
+    r = client.simulate_delete("/api/v1/exec/sdk/abc")
+    assert r.status_code == 501
+    r = client.simulate_get("/openapi.json")
+    assert r.status_code == 200 and r.json["openapi"].startswith("3.")
+
+
+def test_unknown_and_wrong_method_are_json():
+    client = falcon.testing.TestClient(management())
+    r = client.simulate_get("/api/v1/exec/does-not-exist")
+    assert r.status_code == 404 and "Unknown management endpoint" in r.json["error"]
+    r = client.simulate_get("/api/v1/exec/scripts/write")
+    assert r.status_code == 405 and r.headers["Allow"] == "POST" and r.json["error"]
+    r = client.simulate_post("/api/v1/exec/health")
+    assert r.status_code == 405 and r.json["error"]

@@ -1,5 +1,6 @@
-"""Script templates: every built-in renders and answers correctly in-process; safe
-substitution; custom template storage with atomic files and error statuses."""
+"""Templates feature: every built-in renders and answers correctly in-process; safe
+substitution; custom template storage with atomic files and error statuses; the
+endpoints."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from hoodyexec.features.templates.service import (
     render_template,
 )
 
-from .scriptenv import ScriptEnv
+from ..scriptenv import ScriptEnv
+from .helpers import T
 
 EVIL = '"); import os; os.system("x")#\n\'\'\'\\ """ {{other}} \u2028 \x00 end'
 
@@ -678,3 +680,95 @@ def test_listing_filters(store: TemplateStore) -> None:
         "integration",
         "streaming",
     }
+
+
+# -- the endpoints -------------------------------------------------------------
+def test_templates_endpoints(api):
+    r = api.simulate_get(T + "list")
+    names = {t["name"] for t in r.json["templates"]}
+    assert {
+        "json-api",
+        "hmac-webhook",
+        "shell-command",
+        "workflow",
+        "scheduled-job",
+        "http-call",
+        "sse-stream",
+        "typed-crud",
+    } <= names and r.json["count"] >= 8
+    assert all("code" not in t for t in r.json["templates"])
+    assert {
+        t["category"]
+        for t in api.simulate_get(T + "list", params={"category": "api"}).json["templates"]
+    } == {"api"}
+    assert api.simulate_get(T + "list", params={"includeBuiltin": "false"}).json["count"] == 0
+    r = api.simulate_get(
+        T + "preview", params={"name": "hello", "variables": '{"greeting": "Hey"}'}
+    )
+    assert r.status_code == 200 and "'Hey'" in r.json["code"]
+    assert api.simulate_get(T + "preview", params={"name": "nope"}).status_code == 404
+    assert (
+        api.simulate_get(T + "preview", params={"name": "hello", "variables": "{bad"}).status_code
+        == 400
+    )
+    assert (
+        api.simulate_get(
+            T + "preview", params={"name": "sse-stream", "variables": '{"count": "x"}'}
+        ).status_code
+        == 400
+    )
+    r = api.simulate_post(T + "generate", json={"name": "hello", "variables": {"greeting": "Yo"}})
+    assert r.status_code == 200 and r.json["saved"] is False
+    r = api.simulate_post(
+        T + "generate", json={"name": "hello", "saveFile": True, "outputPath": "gen/hi.py"}
+    )
+    assert r.status_code == 201 and r.json["path"] == "gen/hi.py" and r.json["route"] == "/gen/hi"
+    assert os.path.exists(os.path.join(api.home.instance_dir(), "gen", "hi.py"))
+    r = api.simulate_post(
+        T + "generate", json={"name": "hello", "saveFile": True, "outputPath": "../x.py"}
+    )
+    assert r.status_code == 403
+    # custom templates live in the instance's _hoody/templates/
+    code = "# @description mine\nreturn {'n': {{n}}}\n"
+    r = api.simulate_post(
+        T + "create-custom",
+        json={
+            "name": "mine",
+            "code": code,
+            "metadata": {
+                "description": "mine",
+                "category": "custom",
+                "variables": [{"name": "n", "type": "integer", "default": 1}],
+            },
+        },
+    )
+    assert r.status_code == 201, r.json
+    assert os.path.exists(os.path.join(api.home.instance_dir(), "_hoody", "templates", "mine.py"))
+    assert (
+        api.simulate_post(
+            T + "create-custom", json={"name": "mine", "code": "return 1\n"}
+        ).status_code
+        == 409
+    )
+    assert (
+        api.simulate_post(T + "create-custom", json={"name": "Bad Name", "code": code}).status_code
+        == 400
+    )
+    r = api.simulate_post(T + "generate", json={"name": "mine", "variables": {"n": 5}})
+    assert "return {'n': 5}" in r.json["code"]
+    r = api.simulate_put(T + "update-custom/mine", json={"code": "return {{n}} * 2\n"})
+    assert r.status_code == 200
+    assert (
+        "return 5 * 2"
+        in api.simulate_post(T + "generate", json={"name": "mine", "variables": {"n": 5}}).json[
+            "code"
+        ]
+    )
+    assert (
+        api.simulate_put(T + "update-custom/none", json={"code": "return 1\n"}).status_code == 404
+    )
+    assert (
+        api.simulate_put(T + "update-custom/hello", json={"code": "return 1\n"}).status_code == 409
+    )
+    assert api.simulate_delete(T + "delete-custom/mine").status_code == 200
+    assert api.simulate_get(T + "preview", params={"name": "mine"}).status_code == 404

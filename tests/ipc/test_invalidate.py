@@ -1,5 +1,6 @@
-"""Management writes announce what changed (``Invalidate``), so workers are fresh
-where inotify cannot see: inotify turned off, a change through a hard link.
+"""Management writes reach every worker as ``Invalidate`` notices over the control
+socket, so workers are fresh where inotify cannot see: inotify turned off, a
+change through a hard link; ``ClearCache`` and ``Status`` take the same path.
 
 In-process: the real request-worker app linked to a real ``ControlServer``
 (lifespan starts its link), and the management app broadcasting through it.
@@ -10,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
-from pathlib import Path
 from typing import Any
 
 import falcon.testing
@@ -19,150 +18,11 @@ import pytest
 from hoodyexec.workers.request import load_app
 
 from hoodyexec.engine import catalog as catalog_module
-from hoodyexec.engine.catalog import Catalog
-from hoodyexec.http.router import table_for
 from hoodyexec.ipc import hub
-from hoodyexec.ipc.protocol import ClearCache, Invalidate, Status, Topic, WorkerStatus
+from hoodyexec.ipc.protocol import ClearCache, Status, Topic, WorkerStatus
 
-from .scriptenv import ScriptEnv, management_app
-
-S = "/api/v1/exec/scripts/"
-M = "/api/v1/exec/magic-comments/"
-T = "/api/v1/exec/templates/"
-
-
-# -- what each write announces ----------------------------------------------------
-def test_every_management_write_announces_what_changed(tmp_path):
-    env = ScriptEnv(tmp_path)
-    sent: list[Topic] = []
-
-    async def record(topic: Topic) -> list[int]:
-        sent.append(topic)
-        return [3]
-
-    api = falcon.testing.TestClient(management_app(env.home, broadcast=record))
-
-    def after(method: str, path: str, **kw: Any) -> list[Topic]:
-        sent.clear()
-        r = api.simulate_request(method, path, **kw)
-        assert r.status_code < 300, r.text
-        return list(sent)
-
-    def notice(path: str | None, instance: tuple[str, str] = ("default", "1")) -> Invalidate:
-        return Invalidate(*instance, path)
-
-    code = "return 1\n"
-    assert after("POST", S + "write", json={"path": "a/x.py", "content": code}) == [
-        notice("a/x.py")
-    ]
-    # an instance named in the body is the one announced
-    w = {"path": "x.py", "content": code, "subdomain": "api", "execId": "7"}
-    assert after("POST", S + "write", json=w) == [notice("x.py", ("api", "7"))]
-    # a move: one notice for the folder holding both ends
-    assert after("POST", S + "move", json={"from": "a/x.py", "to": "a/y.py"}) == [notice("a")]
-    assert after("POST", S + "move", json={"from": "a/y.py", "to": "b/y.py"}) == [notice("")]
-    assert after("DELETE", S + "delete", params={"path": "b", "confirm": "true"}) == [notice("b")]
-    env.write("m.py", code)
-    upd = {"path": "m.py", "comments": {"description": "d"}}
-    assert after("PUT", M + "update", json=upd) == [notice("m.py")]
-    assert after("PUT", M + "update", json=upd) == []  # unchanged: nothing written
-    assert after("PUT", M + "update", json={**upd, "comments": {}, "dry_run": True}) == []
-    env.write("a/p.py", code)
-    env.write("a/q.py", code)
-    bulk = {"directory": "a", "comments": {"label": "z"}}
-    assert after("POST", M + "bulk-update", json=bulk) == [notice("a")]
-    gen = {"name": "hello", "saveFile": True, "outputPath": "gen/hi.py"}
-    assert after("POST", T + "generate", json=gen) == [notice("gen/hi.py")]
-    assert after("POST", T + "generate", json={"name": "hello"}) == []  # not saved
-    # refused writes announce nothing
-    sent.clear()
-    bad = api.simulate_post(S + "write", json={"path": "../x.py", "content": code})
-    assert bad.status_code == 403 and sent == []
-
-
-def test_a_failed_announcement_never_fails_the_write(tmp_path):
-    env = ScriptEnv(tmp_path)
-
-    async def broken(topic: Topic) -> list[int]:
-        raise ConnectionResetError("control socket gone")
-
-    api = falcon.testing.TestClient(management_app(env.home, broadcast=broken))
-    r = api.simulate_post(S + "write", json={"path": "w.py", "content": "return 1\n"})
-    assert r.status_code == 201 and (Path(env.home.scripts) / "default/1/w.py").exists()
-
-
-# -- the catalog's side ------------------------------------------------------------
-def _catalog(tmp_path: Path, **kw: Any) -> tuple[Catalog, Path, Any]:
-    inst_dir = tmp_path / "scripts" / "default" / "1"
-    inst_dir.mkdir(parents=True)
-    catalog = Catalog(str(tmp_path / "scripts"), table_for, **kw)
-    return catalog, inst_dir, catalog.instance("default", "1")
-
-
-def _load(catalog: Catalog, inst: Any, url: str) -> Any:
-    catalog.refresh()
-    found = inst.router.find(url)
-    assert found is not None, url
-    return catalog.load(inst, found[0])
-
-
-def test_invalidate_rechecks_what_inotify_could_not_see_and_keeps_the_rest(tmp_path):
-    catalog, inst_dir, inst = _catalog(tmp_path)
-    for name in ("a", "b", "c"):
-        (inst_dir / f"{name}.py").write_text(f"return '{name}1'\n")
-    a, b, c = (_load(catalog, inst, f"/{n}") for n in "abc")
-    # b changed through a hard link outside the tree: no inotify event, the
-    # cached version keeps being served
-    outside = tmp_path / "outside.py"
-    os.link(inst_dir / "b.py", outside)
-    outside.write_text("return 'b2, longer'\n")
-    assert _load(catalog, inst, "/b") is b
-    # an API write of a: a is dropped, b and c are checked against their file
-    catalog.invalidate("default", "1", "a.py")
-    assert _load(catalog, inst, "/a") is not a
-    assert "b2" in _load(catalog, inst, "/b").source
-    assert _load(catalog, inst, "/c") is c  # unchanged: same module, same state
-    # checked once, then inotify vouches again
-    outside.write_text("return 'b3, longer still'\n")
-    assert "b2" in _load(catalog, inst, "/b").source
-    # another instance's notice changes nothing here
-    catalog.invalidate("other", "1", "x.py")
-    assert "b2" in _load(catalog, inst, "/b").source
-    catalog.invalidate("default", "1")  # the whole instance: everything dropped
-    assert "b3" in _load(catalog, inst, "/b").source and _load(catalog, inst, "/c") is not c
-
-
-def test_a_folder_notice_drops_importers_of_private_modules_there(tmp_path):
-    catalog, inst_dir, inst = _catalog(tmp_path, watch=False)
-    (inst_dir / "lib").mkdir()
-    (inst_dir / "lib" / "_util.py").write_text("X = 1\n")
-    (inst_dir / "lib" / "use.py").write_text(
-        "import _util\n\n\ndef handler():\n    return _util.X\n"
-    )
-    (inst_dir / "top.py").write_text("return 0\n")
-    use = _load(catalog, inst, "/lib/use")
-    top = _load(catalog, inst, "/top")
-    # a folder where no private module was looked up: scripts are only rechecked
-    catalog.invalidate("default", "1", "other")
-    assert _load(catalog, inst, "/lib/use") is use and _load(catalog, inst, "/top") is top
-    # the folder whose scripts import one: they reload it
-    catalog.invalidate("default", "1", "lib")
-    assert _load(catalog, inst, "/lib/use") is not use
-    # a private module itself: every script of the instance
-    top = _load(catalog, inst, "/top")
-    catalog.invalidate("default", "1", "lib/_util.py")
-    assert _load(catalog, inst, "/top") is not top
-
-
-def test_without_inotify_a_folder_is_rescanned_at_most_once_a_second(tmp_path, monkeypatch):
-    catalog, inst_dir, inst = _catalog(tmp_path, watch=False)
-    (inst_dir / "a.py").write_text("return 1\n")
-    _load(catalog, inst, "/a")
-    (inst_dir / "new.py").write_text("return 2\n")
-    assert inst.router.find("/new") is None  # trusted for RESCAN seconds
-    now = time.monotonic()
-    monkeypatch.setattr(catalog_module.time, "monotonic", lambda: now + catalog_module.RESCAN + 1)
-    assert inst.router.find("/new") is not None
+from ..features.helpers import M, S
+from ..scriptenv import ScriptEnv, management_app
 
 
 # -- a real worker linked to a real hub ------------------------------------------------

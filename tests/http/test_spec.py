@@ -1,22 +1,9 @@
-"""Management endpoints decode from their one declaration: the debts that paid."""
+"""Management endpoints decode from their one declaration (http/spec.py): the
+debts that paid, and checks that hold for every endpoint."""
 
 from __future__ import annotations
 
-import falcon.testing
-import pytest
-
-from hoodyexec.home import Home
-
-from .scriptenv import management_app
-
 A = "/api/v1/exec/"
-
-
-@pytest.fixture
-def api(tmp_path):
-    home = Home(str(tmp_path / "home"))
-    home.prepare()
-    return falcon.testing.TestClient(management_app(home))
 
 
 def test_a_missing_required_field_is_named(api):

@@ -1,4 +1,5 @@
-"""Static validation of scripts: syntax, names, annotations, imports, magic, return types."""
+"""Validate feature: static validation of scripts (syntax, names, annotations,
+imports, magic, return types) and its endpoints."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from hoodyexec.features.validate.service import (
     parse_type,
     validate_script,
 )
+
+from .helpers import V
 
 
 def src(text: str) -> str:
@@ -761,3 +764,50 @@ def test_parse_type_returns_runtime_type_and_text() -> None:
     tp, text = parse_type("Dict[str, List[Optional[int]]]")
     assert tp == dict[str, list[int | None]]
     assert text == "dict[str, list[int | None]]"
+
+
+# -- the endpoints -------------------------------------------------------------
+def test_validate_endpoints(api):
+    good = "# @cors *\n# @timeout 5000\n# @description Greeting handler\ndef handler(req):\n    return {'hi': 1}\n"
+    r = api.simulate_post(V + "script", json={"code": good})
+    assert r.status_code == 200 and r.json["valid"] is True
+    assert set(r.json["results"]) == {"syntax", "typescript", "dependencies", "magicComments"}
+    bad = (
+        "# @timeout soon\nimport yaml_not_here_xyz\ndef handler(req):\n    return undefined_name\n"
+    )
+    r = api.simulate_post(V + "script", json={"code": bad}).json
+    assert r["valid"] is False
+    assert (
+        r["results"]["magicComments"]["valid"] is False
+        and r["results"]["magicComments"]["errors"][0]["line"] == 1
+    )
+    assert "yaml_not_here_xyz" in r["results"]["dependencies"]["missing"]
+    assert any(
+        "undefined_name" in e["message"] and "line 4" in e["message"]
+        for e in r["results"]["typescript"]["errors"]
+    )
+    r = api.simulate_post(V + "syntax", json={"code": "x = (\n"}).json
+    assert r["valid"] is False and r["errors"][0]["line"] == 1
+    assert api.simulate_post(V + "syntax", json={"code": "return 1\n"}).json["valid"] is True
+    r = api.simulate_post(
+        V + "dependencies", json={"code": "import json\nimport yaml\nimport nope_pkg_xyz\n"}
+    ).json
+    assert r["stdlib"] == ["json"] and "yaml" in r["installed"] and r["missing"] == ["nope_pkg_xyz"]
+    assert r["hints"]["yaml"] == "PyYAML"
+    r = api.simulate_post(V + "magic-comments", json={"code": good}).json
+    assert r["valid"] is True and r["comments"]["timeout"] == 5000
+    r = api.simulate_post(
+        V + "return-type", json={"typeDefinition": "dict[str, int]", "value": {"a": 1}}
+    ).json
+    assert r["valid"] is True
+    r = api.simulate_post(
+        V + "return-type", json={"typeDefinition": "list[int]", "value": [1, "x"]}
+    ).json
+    assert r["valid"] is False and "$[1]" in r["errors"][0]
+    r = api.simulate_post(
+        V + "return-type", json={"typeDefinition": "__import__('os').getcwd()", "value": 1}
+    ).json
+    assert r["valid"] is False and "unsupported" in r["errors"][0]
+    assert api.simulate_post(V + "return-type", json={"typeDefinition": "int"}).status_code == 400
+    assert api.simulate_post(V + "script", json={}).status_code == 400
+    assert api.simulate_post(V + "script", json={"code": 3}).status_code == 400

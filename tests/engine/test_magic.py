@@ -1,0 +1,79 @@
+"""Magic comments (engine/magic.py): values, defaults, errors with their line, schema."""
+
+from __future__ import annotations
+
+import pytest
+
+from hoodyexec.engine import magic
+
+
+def test_magic_parse_values_and_defaults():
+    src = (
+        "#!/usr/bin/env python\n# @description  Greeting handler \n# @cors https://a.example, https://b.example\n"
+        "# @timeout 5000\n\n# @schedule */5 * * * *\n# @token env:HOOK\n# @tags a, b c\n# @mode thread\n"
+        "# @enabled false\n# @log-request-body\n# @ai-temperature 0.5\nimport x\n# @label not-in-block\n"
+    )
+    m, errors = magic.parse(src)
+    assert errors == []
+    assert m.description == "Greeting handler"
+    assert m.cors == ["https://a.example", "https://b.example"]
+    assert (m.timeout, m.schedule, m.token, m.tags, m.mode) == (
+        5000,
+        "*/5 * * * *",
+        "env:HOOK",
+        ["a", "b", "c"],
+        "thread",
+    )
+    assert m.enabled is False and m.log_request_body is True and m.ai_temperature == 0.5
+    assert m.label is None  # after the leading block: not a magic comment
+    assert m.lines["timeout"] == 4 and m.raw["description"] == "Greeting handler"
+    d, e = magic.parse("return 1\n", default_timeout=1234)
+    assert e == [] and d.timeout == 1234 and d.enabled is True and d.mode == "auto"
+
+
+@pytest.mark.parametrize(
+    "line, needle",
+    [
+        ("# @nope 1", "unknown magic comment"),
+        ("# @timeout fast", "integer"),
+        ("# @timeout 0", "between"),
+        ("# @schedule * * *", "5-field"),
+        ("# @schedule 61 * * * *", "invalid cron"),
+        ("# @cors ftp://x", "origins"),
+        ("# @mode turbo", "one of"),
+        ("# @enabled maybe", "true or false"),
+        ("# @token env:1BAD", "env:NAME"),
+        ("# @description", "needs a value"),
+        ("# @ai-temperature 9", "between"),
+    ],
+)
+def test_magic_errors_name_the_line(line, needle):
+    _, errors = magic.parse("# first\n" + line + "\nreturn 1\n")
+    assert len(errors) == 1 and errors[0].line == 2 and needle in errors[0].message
+
+
+def test_magic_duplicate():
+    _, errors = magic.parse("# @timeout 1\n# @timeout 2\n")
+    assert errors[0].line == 2 and "twice" in errors[0].message
+
+
+def test_schema_lists_every_name():
+    names = {s.name for s in magic.SCHEMA}
+    assert {
+        "description",
+        "cors",
+        "timeout",
+        "schedule",
+        "token",
+        "websocket",
+        "log-level",
+        "log-request-body",
+        "ai-model",
+        "ai-temperature",
+        "ai-max-tokens",
+        "ai-key",
+        "label",
+        "tags",
+        "mode",
+        "enabled",
+    } == names

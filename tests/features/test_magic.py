@@ -1,0 +1,99 @@
+"""Magic-comments feature: schema, read, update and bulk-update (in-process)."""
+
+from __future__ import annotations
+
+from .helpers import B, M
+
+
+def test_magic_schema_and_read(api):
+    r = api.simulate_get(M + "schema")
+    names = {s["name"] for s in r.json["schema"]}
+    assert {"timeout", "cors", "schedule", "token", "enabled"} <= names
+    timeout = next(s for s in r.json["schema"] if s["name"] == "timeout")
+    assert timeout["type"] == "integer (ms)" and timeout["default"] == 30000
+    api.simulate_post(
+        B + "write",
+        json={
+            "path": "m.py",
+            "content": "# @timeout 50\n# @bogus x\nreturn 1\n",
+            "validate": False,
+        },
+    )
+    r = api.simulate_get(M + "read", params={"path": "m.py"}).json
+    assert (
+        r["magicComments"] == {"timeout": 50}
+        and r["valid"] is False
+        and r["errors"][0]["line"] == 2
+    )
+    assert r["values"]["timeout"] == 50 and r["values"]["mode"] == "auto"
+    assert api.simulate_get(M + "read", params={"path": "none.py"}).status_code == 404
+
+
+def test_magic_update_keeps_code_bytes(api):
+    code = "import os\n\n\ndef handler():\n    return {'x': 1}  # @timeout 9 (not magic)\n"
+    source = "#!/usr/bin/env python\n# @description old\n# keep me\n" + code
+    api.simulate_post(B + "write", json={"path": "u.py", "content": source, "validate": False})
+    r = api.simulate_put(
+        M + "update",
+        json={
+            "path": "u.py",
+            "comments": {"timeout": 5000, "description": None, "cors": "*"},
+            "dry_run": True,
+        },
+    )
+    assert r.status_code == 200 and r.json["dry_run"] is True and r.json["content"].endswith(code)
+    assert (
+        api.simulate_get(B + "read", params={"path": "u.py"}).json["content"] == source
+    )  # untouched
+    r = api.simulate_put(
+        M + "update",
+        json={"path": "u.py", "comments": {"timeout": 5000, "description": None, "cors": "*"}},
+    )
+    new = api.simulate_get(B + "read", params={"path": "u.py"}).json["content"]
+    assert new == "#!/usr/bin/env python\n# @timeout 5000\n# @cors *\n# keep me\n" + code
+    assert r.json["magicComments"] == {"timeout": 5000, "cors": ["*"]}
+    r = api.simulate_put(M + "update", json={"path": "u.py", "comments": {"timeout": "soon"}})
+    assert r.status_code == 400 and "@timeout" in r.json["error"]
+    r = api.simulate_put(M + "update", json={"path": "u.py", "comments": {"frob": 1}})
+    assert r.status_code == 400
+    r = api.simulate_put(
+        M + "update", json={"path": "u.py", "comments": "# @mode thread\n# @enabled false"}
+    )
+    assert r.json["magicComments"] == {"mode": "thread", "enabled": False}
+    assert api.simulate_get(B + "read", params={"path": "u.py"}).json["content"].endswith(code)
+    assert (
+        api.simulate_put(M + "update", json={"path": "../u.py", "comments": {}}).status_code == 403
+    )
+    assert api.simulate_put(M + "update", json={"comments": {}}).status_code == 400
+
+
+def test_magic_bulk_update(api):
+    for path in ["b/one.py", "b/two.py", "b/deep/three.py", "b/notes.txt"]:
+        api.simulate_post(
+            B + "write", json={"path": path, "content": "return 1\n", "validate": False}
+        )
+    r = api.simulate_post(
+        M + "bulk-update", json={"directory": "b", "comments": {"tags": ["x"]}, "dry_run": True}
+    )
+    assert r.json["count"] == 3 and r.json["changed"] == 3 and r.json["dry_run"] is True
+    assert api.simulate_get(B + "read", params={"path": "b/one.py"}).json["content"] == "return 1\n"
+    r = api.simulate_post(
+        M + "bulk-update", json={"directory": "b", "comments": {"tags": ["x"]}, "recursive": False}
+    )
+    assert sorted(x["path"] for x in r.json["results"]) == ["b/one.py", "b/two.py"]
+    assert (
+        api.simulate_get(B + "read", params={"path": "b/one.py"}).json["content"]
+        == "# @tags x\nreturn 1\n"
+    )
+    assert (
+        api.simulate_get(B + "read", params={"path": "b/deep/three.py"}).json["content"]
+        == "return 1\n"
+    )
+    r = api.simulate_post(
+        M + "bulk-update", json={"directory": "b", "comments": {"tags": ["y"]}, "extension": "txt"}
+    )
+    assert r.json["count"] == 1
+    assert (
+        api.simulate_post(M + "bulk-update", json={"directory": "zz", "comments": {}}).status_code
+        == 404
+    )
