@@ -4,11 +4,12 @@
 version into a ``Param`` (where its value comes from). Here each ``Param``
 becomes one getter, a function of the request's ``Call``, also once per script
 version (when the ``Entry`` is made). A request then fills its keyword
-arguments with ``{name: get(call) for name, get in entry.inject}``: no
-comparison of source names per parameter and request, the way starlette
-compiles its path convertors once per route.
+arguments with one getter call per parameter (``name: get(call)`` for each
+``(name, get)`` of ``entry.inject``): no comparison of source names per
+parameter and request, the way starlette compiles its path convertors once per
+route.
 
-No falcon here: ``Call.src`` is the HTTP layer's request, of which only
+No falcon here: the ``SRC`` value is the HTTP layer's request, of which only
 ``content_type`` is read.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from operator import attrgetter
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -27,88 +28,62 @@ from hoodyexec.errors import HoodyError
 if TYPE_CHECKING:
     from hoodyexec.engine.compiler import Param
 
-Getter = Callable[["Call"], Any]
+# What one request offers to the getters: a plain tuple in ``CALL_FIELDS`` order,
+# built by the sink only for entries with at least one getter. PERF: a tuple is
+# the cheapest context to build per request (an object with slots and an
+# ``__init__`` costs several times more than the getters it serves).
+CALL_FIELDS = (
+    "req",  # runtime.Req, or None unless the entry needs it (Entry.needs_req)
+    "res",  # runtime.Res, or None unless a parameter is ``res``
+    "console",
+    "body",  # the parsed body, or None
+    "params",  # route params
+    "raw",  # the raw body bytes
+    "src",  # the HTTP layer's request: only ``content_type`` is read
+    "script",  # the script's path in its instance
+    "hostname",
+    "inst",  # the catalog's instance: subdomain, exec_id, state_key
+    "trigger",
+    "magic",  # the script's magic comments, raw
+    "store",  # the SharedStore
+)
+REQ, RES, CONSOLE, BODY, PARAMS, RAW, SRC, SCRIPT, HOSTNAME, INST, TRIGGER, MAGIC, STORE = range(
+    len(CALL_FIELDS)
+)
+Call = tuple[Any, ...]
+Getter = Callable[[Call], Any]
 
 _FIELD_PATH = re.compile(r"at `(\$[^`]*)`")
 
-
-class Call:
-    """What one request offers to the getters of an entry.
-
-    Built per request, and only for entries with at least one getter; the
-    fields are what the sink already holds, so building it costs one small
-    object. ``req`` is None unless the entry needs it (``Entry.needs_req``).
-    """
-
-    __slots__ = (
-        "req",
-        "res",
-        "console",
-        "body",
-        "params",
-        "raw",
-        "src",
-        "script",
-        "hostname",
-        "inst",
-        "trigger",
-        "magic",
-        "store",
-    )
-
-    def __init__(
-        self,
-        req: Any,
-        res: Any,
-        console: Any,
-        body: Any,
-        params: dict[str, str],
-        raw: bytes,
-        src: Any,
-        script: str,
-        hostname: str,
-        inst: Any,
-        trigger: str,
-        magic: Any,
-        store: Any,
-    ) -> None:
-        self.req = req  # runtime.Req
-        self.res = res  # runtime.Res, or None when no parameter is ``res``
-        self.console = console
-        self.body = body  # parsed body, or None
-        self.params = params  # route params
-        self.raw = raw  # raw body bytes
-        self.src = src  # the HTTP layer's request: only ``content_type`` is read
-        self.script = script  # the script's path in its instance
-        self.hostname = hostname
-        self.inst = inst  # catalog instance: subdomain, exec_id, state_key
-        self.trigger = trigger
-        self.magic = magic  # the script's magic comments, raw
-        self.store = store  # SharedStore
-
-
-# Sources whose getter reads ``Call.req``: the sink builds a ``Req`` only for
+# Sources whose getter reads ``REQ``: the sink builds a ``Req`` only for
 # entries with one of them.
 NEEDS_REQ = frozenset({"req", "query", "metadata", "typed-query", "typed"})
 
-# PERF: context values are C-level attribute getters (no Python frame per call).
+
+def _query(c: Call) -> Any:
+    return c[REQ].query
+
+
+# PERF: context values are C-level item getters (no Python frame per call).
 _DIRECT: dict[str, Getter] = {
-    "req": attrgetter("req"),
-    "res": attrgetter("res"),
-    "console": attrgetter("console"),
-    "body": attrgetter("body"),
-    "params": attrgetter("params"),
-    "query": attrgetter("req.query"),
+    "req": itemgetter(REQ),
+    "res": itemgetter(RES),
+    "console": itemgetter(CONSOLE),
+    "body": itemgetter(BODY),
+    "params": itemgetter(PARAMS),
+    "query": _query,
 }
 
 
 def _metadata(c: Call) -> Metadata:
-    inst = c.inst
-    return Metadata(c.req, c.script, c.hostname, inst.subdomain, inst.exec_id, c.magic, c.trigger)
+    inst = c[INST]
+    return Metadata(
+        c[REQ], c[SCRIPT], c[HOSTNAME], inst.subdomain, inst.exec_id, c[MAGIC], c[TRIGGER]
+    )
 
 
 def _shared(c: Call) -> Shared:
-    return Shared(c.store, c.inst.state_key)
+    return Shared(c[STORE], c[INST].state_key)
 
 
 def _ai(c: Call) -> Any:
@@ -117,11 +92,11 @@ def _ai(c: Call) -> Any:
 
 def _route(name: str, tp: Any) -> Getter:
     if tp is None:
-        return lambda c: c.params.get(name)
+        return lambda c: c[PARAMS].get(name)
     field = f"$.{name}"
 
     def get(c: Call) -> Any:
-        value = c.params.get(name)
+        value = c[PARAMS].get(name)
         if value is not None:
             value = convert(value, tp, "route parameter", field, strict=False)
         return value
@@ -130,7 +105,7 @@ def _route(name: str, tp: Any) -> Getter:
 
 
 def _typed_query(tp: Any) -> Getter:
-    return lambda c: convert(dict(c.req.query), tp, "query", None, strict=False)
+    return lambda c: convert(dict(c[REQ].query), tp, "query", None, strict=False)
 
 
 def _typed_body(tp: Any, query_without_body: bool) -> Getter:
@@ -138,18 +113,19 @@ def _typed_body(tp: Any, query_without_body: bool) -> Getter:
     from the query string when the request has no body)."""
 
     def get(c: Call) -> Any:
-        if query_without_body and not c.raw:
-            return convert(dict(c.req.query), tp, "query", None, strict=False)
-        body = c.body
+        raw = c[RAW]
+        if query_without_body and not raw:
+            return convert(dict(c[REQ].query), tp, "query", None, strict=False)
+        body = c[BODY]
         if isinstance(body, bytes | str) or body is None:
-            return decode_raw(c.raw, tp)
+            return decode_raw(raw, tp)
         return convert(
             body,
             tp,
             "body",
             None,
             strict=not isinstance(body, dict)
-            or (c.src.content_type or "").startswith("application/json"),
+            or (c[SRC].content_type or "").startswith("application/json"),
         )
 
     return get
