@@ -88,12 +88,15 @@ class TemplateInvalid(TemplateError, ValueError):
 
 
 # -- model --------------------------------------------------------------------
+VariableType = Literal["string", "integer", "number", "boolean", "list", "object"]
+
+
 class Variable(msgspec.Struct, forbid_unknown_fields=True):
     """One ``{{name}}`` a template accepts; the value is checked against ``type``."""
 
     name: str
     description: str = ""
-    type: Literal["string", "integer", "number", "boolean", "list", "object"] = "string"
+    type: VariableType = "string"
     default: Any = None
     required: bool = False
 
@@ -808,8 +811,8 @@ def DELETE(query, shared, id=None):
 '''
 
 
-def _v(name: str, type_: str, default: Any, description: str) -> Variable:
-    return Variable(name=name, description=description, type=type_, default=default)  # type: ignore[arg-type]
+def _v(name: str, type_: VariableType, default: Any, description: str) -> Variable:
+    return Variable(name=name, description=description, type=type_, default=default)
 
 
 _BUILTIN_LIST = [
