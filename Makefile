@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint venv clean
+.PHONY: run test bench lint typecheck venv clean
 
 venv: $(STAMP)
 
@@ -27,5 +27,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check hoodyexec workers tests bench
 	$(BIN)/ruff format --check hoodyexec workers tests bench
 
+# mypy --strict on hoodyexec/ and workers/ ([tool.mypy] in pyproject.toml).
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache
