@@ -1,4 +1,5 @@
-"""Home layout and the state database, in-process."""
+"""Home layout and the state database, in-process; prepare removes the temp files
+of writes killed midway."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 
 import pytest
 
+from hoodyexec import files
 from hoodyexec.home import Home
 from hoodyexec.storage import sqlite as db
 
@@ -70,3 +72,30 @@ def test_corrupt_database_is_a_clear_error(tmp_path):
     path.write_bytes(b"garbage" * 200)
     with pytest.raises(db.StateDBError, match="file is not a database"):
         db.connect(str(path))
+
+
+def _killed(*args: object) -> None:
+    raise KeyboardInterrupt
+
+
+def test_prepare_removes_stale_temp_files_only(tmp_path, monkeypatch):
+    home = Home(str(tmp_path / "home"))
+    home.prepare()
+    inst = home.instance_dir()
+    os.makedirs(os.path.join(inst, "sub"))
+    with monkeypatch.context() as m:  # a write killed between the temp file and the rename
+        m.setattr(os, "replace", _killed)
+        m.setattr(os, "unlink", lambda path: None)
+        for folder in (inst, os.path.join(inst, "sub")):
+            with pytest.raises(KeyboardInterrupt):
+                files.write_atomic(os.path.join(folder, "x.py"), b"return 1\n")
+    made = [
+        os.path.join(d, n) for d, _, names in os.walk(inst) for n in names if n.endswith(".tmp")
+    ]
+    assert len(made) == 2
+    keep = ["notes.tmp", ".keep.tmp", "x.py.tmp", ".x.py.tmp", "real.py"]
+    for name in keep:
+        open(os.path.join(inst, name), "w").close()
+    assert home.prepare() is False
+    assert not any(os.path.exists(p) for p in made)
+    assert all(os.path.exists(os.path.join(inst, n)) for n in keep)

@@ -1,6 +1,7 @@
 """The catalog (engine/catalog.py): compiled scripts kept fresh without inotify
 (stat per request, folders rescanned at most once a second) and by ``Invalidate``
-notices where inotify cannot see (a change through a hard link)."""
+notices where inotify cannot see (a change through a hard link); dot-files are
+never routed, also when inotify reports them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 from hoodyexec.engine import catalog as catalog_module
 from hoodyexec.engine.catalog import Catalog
 from hoodyexec.http.router import table_for
+
+from ..scriptenv import ScriptEnv
 
 
 def test_catalog_without_inotify_falls_back_to_stat(tmp_path):
@@ -113,3 +116,39 @@ def test_without_inotify_a_folder_is_rescanned_at_most_once_a_second(tmp_path, m
     now = time.monotonic()
     monkeypatch.setattr(catalog_module.time, "monotonic", lambda: now + catalog_module.RESCAN + 1)
     assert inst.router.find("/new") is not None
+
+
+def test_dot_files_added_after_the_first_request_are_not_routed(tmp_path):
+    env = ScriptEnv(tmp_path)
+    env.write("visible.py", "return 'v'\n")
+    inst = env.home.instance_dir()
+
+    async def scenario(c):
+        seen = []
+
+        async def get(path):
+            seen.append((path, (await c.simulate_get(path)).status_code))
+
+        await get("/visible")  # the route table is built: from now on, inotify updates it
+        env.write(".hidden.py", "return 'h'\n")
+        await get("/.hidden")
+        os.makedirs(os.path.join(inst, ".folder"))
+        os.makedirs(os.path.join(inst, "sub", ".dot"))
+        await get("/visible")  # folders appeared: the table is rebuilt by a scan
+        env.write(".folder/x.py", "return 'x'\n")
+        env.write("sub/.dot/y.py", "return 'y'\n")
+        env.write("sub/.z.py", "return 'z'\n")
+        env.write("late.py", "return 'l'\n")
+        for path in ("/.folder/x", "/sub/.dot/y", "/sub/.z", "/late"):
+            await get(path)
+        return seen
+
+    assert env.run(scenario) == [
+        ("/visible", 200),
+        ("/.hidden", 404),
+        ("/visible", 200),
+        ("/.folder/x", 404),
+        ("/sub/.dot/y", 404),
+        ("/sub/.z", 404),
+        ("/late", 200),
+    ]

@@ -1,4 +1,5 @@
-"""Magic comments (engine/magic.py): values, defaults, errors with their line, schema."""
+"""Magic comments (engine/magic.py): values, defaults, errors with their line, schema;
+values never leave their line."""
 
 from __future__ import annotations
 
@@ -77,3 +78,21 @@ def test_schema_lists_every_name():
         "mode",
         "enabled",
     } == names
+
+
+def test_every_character_splitlines_splits_is_refused():
+    for code in range(0x110000):
+        ch = chr(code)
+        if len(f"a{ch}b".splitlines()) > 1:
+            assert magic.unsafe_char(f"a{ch}b") == ch, hex(code)
+    assert magic.unsafe_char("plain text, émoji 👋 and spaces") is None
+
+
+def test_magic_rewrite_refuses_unsafe_text_directly():
+    with pytest.raises(ValueError, match="line breaks"):
+        magic.rewrite("return 1\n", {"description": "a\u2028return 2"})
+    with pytest.raises(ValueError, match="line breaks"):
+        magic.rewrite("return 1\n", "# @description a\x1bb")
+    # the string form still splits on ordinary line breaks
+    out = magic.rewrite("return 1\n", "# @timeout 5\r\n# @mode thread")
+    assert out == "# @timeout 5\n# @mode thread\nreturn 1\n"

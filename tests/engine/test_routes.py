@@ -1,5 +1,5 @@
 """Routes from file paths (engine/routes.py): templates, kinds, what is not
-routable, reserved paths."""
+routable, reserved paths, hidden names."""
 
 from __future__ import annotations
 
@@ -54,3 +54,17 @@ def test_reserved():
         and is_reserved("/openapi.yaml")
     )
     assert not is_reserved("/api/v1/executor") and not is_reserved("/openapi")
+
+
+def test_one_predicate_for_hidden_names():
+    from hoodyexec.engine.routes import NotRoutable, is_hidden, route_for
+    from hoodyexec.http.router import RouteTable
+
+    assert is_hidden(".x.py") and is_hidden("a/.b/c.py") and is_hidden("node_modules/x.py")
+    assert not is_hidden("a/b.py") and not is_hidden("_lib.py")
+    with pytest.raises(NotRoutable):
+        route_for(".x.py")
+    table = RouteTable()
+    table.add(".x.py")
+    table.add("a/.b/c.py")
+    assert table.find("/.x") is None and table.report() == []

@@ -1,8 +1,13 @@
-"""Magic-comments feature: schema, read, update and bulk-update (in-process)."""
+"""Magic-comments feature: schema, read, update and bulk-update (in-process); values
+never leave their line."""
 
 from __future__ import annotations
 
-from .helpers import B, M
+import os
+
+import pytest
+
+from .helpers import B, M, _write
 
 
 def test_magic_schema_and_read(api):
@@ -97,3 +102,35 @@ def test_magic_bulk_update(api):
         api.simulate_post(M + "bulk-update", json={"directory": "zz", "comments": {}}).status_code
         == 404
     )
+
+
+# -- 7. magic-comment values never leave their line ------------------------------------
+# Everything str.splitlines() splits on, plus other control characters.
+BREAKERS = ["\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+CONTROLS = ["\x00", "\x07", "\t", "\x1b", "\x7f", "\x9b"]
+
+
+@pytest.mark.parametrize("ch", BREAKERS + CONTROLS)
+def test_magic_update_refuses_line_breaks_in_values(api, ch):
+    source = "# @description old\nreturn 1\n"
+    _write(api, "m.py", source)
+    evil = f"x{ch}return {{'pwned': True}}"
+    for comments, field in [
+        ({"description": evil}, "comments.description"),
+        ({"tags": ["ok", evil]}, "comments.tags"),
+        ({f"descr{ch}iption": "x"}, "comments"),
+        (f"# @description {evil}", "comments.description"),
+    ]:
+        if isinstance(comments, str) and ch in BREAKERS:
+            # in the string form a line break separates lines: the second one is refused
+            r = api.simulate_put(M + "update", json={"path": "m.py", "comments": comments})
+            assert r.status_code == 400 and r.json["field"] == "comments", r.json
+            continue
+        r = api.simulate_put(M + "update", json={"path": "m.py", "comments": comments})
+        assert r.status_code == 400, (comments, r.json)
+        assert r.json["field"] == field, r.json
+        r = api.simulate_post(
+            M + "bulk-update", json={"directory": "", "comments": comments, "dry_run": False}
+        )
+        assert r.status_code == 400 and r.json["field"] == field, r.json
+    assert open(os.path.join(api.root, "m.py"), encoding="utf-8", newline="").read() == source

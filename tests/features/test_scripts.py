@@ -1,12 +1,15 @@
-"""Scripts feature: write/read/list/delete/move/tree and exec ids (in-process)."""
+"""Scripts feature: write/read/list/delete/move/tree and exec ids (in-process);
+hardening: dangling symlinks and vanishing entries, path-free errors that leave
+nothing behind, scope fields typed."""
 
 from __future__ import annotations
 
+import builtins
 import os
 
 import pytest
 
-from .helpers import B
+from .helpers import B, M, R, _no_machine_path, _snapshot, _write
 
 
 def test_write_read_roundtrip_and_atomic_files(api):
@@ -232,3 +235,167 @@ def test_write_runs_the_validation_pipeline(api):
     assert r.status_code == 201 and r.json["validated"] is False
     r = api.simulate_post(B + "write", json={"path": "v.py", "content": "return 1\n"})
     assert r.status_code == 200 and r.json["validated"] is True
+
+
+# -- 11. dangling symlinks and vanishing files --------------------------------------------
+def test_dangling_symlink_does_not_break_listings(api):
+    _write(api, "ok.py")
+    _write(api, "d/ok2.py")
+    os.symlink("nowhere.py", os.path.join(api.root, "dangling.py"))
+    os.symlink("nowhere", os.path.join(api.root, "d", "gone-dir"))
+    for params in ({}, {"metadata": "true"}, {"include_comments": "true"}):
+        r = api.simulate_get(B + "list", params=params)
+        assert r.status_code == 200, r.json
+        by_path = {s["path"]: s for s in r.json["scripts"]}
+        assert by_path["dangling.py"]["broken"] is True and "ok.py" in by_path
+        _no_machine_path(api, r)
+    for body in ({}, {"includeMetadata": True}):
+        r = api.simulate_post(B + "tree", json=body)
+        assert r.status_code == 200, r.json
+        top = {c["name"]: c for c in r.json["tree"]["children"]}
+        assert top["dangling.py"]["broken"] is True and top["ok.py"].get("broken") is None
+        _no_machine_path(api, r)
+    for body in ({}, {"includeMetadata": True}):
+        r = api.simulate_post(R + "discover", json=body)
+        assert r.status_code == 200, r.json
+        routes = {x["file"]: x for x in r.json["routes"]}
+        assert routes["dangling.py"]["broken"] is True and routes["dangling.py"]["active"] is False
+        assert routes["ok.py"]["active"] is True
+    r = api.simulate_post(M + "bulk-update", json={"comments": {"label": "x"}})
+    assert r.status_code == 200 and r.json["success"] is True, r.json
+    results = {x["path"]: x for x in r.json["results"]}
+    assert results["dangling.py"]["skipped"] == "broken symlink"
+    assert results["ok.py"]["changed"] is True
+    assert not os.path.lexists(os.path.join(api.root, "nowhere.py"))  # not written through
+    assert api.simulate_get("/api/v1/exec/list").status_code == 200
+
+
+def test_files_vanishing_during_the_walk_are_skipped(api, monkeypatch):
+    paths = ["a.py", "gone1.py", "sub/b.py", "sub/gone2.py", "gonedir/c.py", "z.py"]
+    calls = [  # (call, whether it opens or stats each file: then the gone ones are left out)
+        (lambda: api.simulate_get(B + "list"), True),
+        (lambda: api.simulate_get(B + "list", params={"metadata": "true"}), True),
+        (lambda: api.simulate_post(B + "tree", json={}), False),
+        (lambda: api.simulate_post(B + "tree", json={"includeMetadata": True}), True),
+        (lambda: api.simulate_post(R + "discover", json={}), True),
+        (lambda: api.simulate_post(R + "discover", json={"includeMetadata": True}), True),
+        (lambda: api.simulate_post(M + "bulk-update", json={"comments": {"label": "x"}}), True),
+    ]
+    for call, looks in calls:
+        for p in paths:
+            _write(api, p)
+        with monkeypatch.context() as m:
+            _vanish_names(m)
+            r = call()
+        assert r.status_code == 200, r.json
+        assert "a.py" in r.text and "sub/b.py" in r.text and '"broken"' not in r.text
+        if looks:
+            assert "gone1" not in r.text and "gone2" not in r.text, r.json
+        assert "gonedir/c.py" not in r.text, r.json
+
+
+def test_read_of_a_file_deleted_meanwhile_is_404(api, monkeypatch):
+    for check in ("isfile", "describe"):
+        _write(api, "gone.py")
+        with monkeypatch.context() as m:
+            if check == "describe":  # passes the isfile check, gone by the stat
+                m.setattr(os.path, "isfile", lambda path: True)
+            _vanish_names(m)
+            r = api.simulate_get(B + "read", params={"path": "gone.py"})
+        assert r.status_code == 404, r.json
+        _no_machine_path(api, r)
+
+
+def _vanish_names(m: pytest.MonkeyPatch) -> None:
+    """Names starting with ``gone`` are deleted the moment anything stats, lists or
+    opens them: between the walk's listing and the next look, as a concurrent
+    delete would."""
+    import shutil
+    import stat as stat_mod
+
+    real_stat, real_scandir, real_open = os.stat, os.scandir, builtins.open
+    busy = []
+
+    def vanish(path) -> None:
+        if busy or not isinstance(path, str | bytes | os.PathLike):
+            return
+        if not os.path.basename(os.fsdecode(path)).startswith("gone"):
+            return
+        busy.append(path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            busy.pop()
+            return
+        try:
+            if stat_mod.S_ISDIR(st.st_mode):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        finally:
+            busy.pop()
+
+    def stat(path, *a, **kw):
+        vanish(path)
+        return real_stat(path, *a, **kw)
+
+    def scandir(path=".", *a, **kw):
+        vanish(path)
+        return real_scandir(path, *a, **kw)
+
+    def open_(path, *a, **kw):
+        vanish(path)
+        return real_open(path, *a, **kw)
+
+    m.setattr(os, "stat", stat)
+    m.setattr(os, "scandir", scandir)
+    m.setattr(builtins, "open", open_)
+
+
+# -- 12. errors without machine paths, nothing left behind ---------------------------------
+def test_too_long_names_are_400_and_leave_nothing(api):
+    before = _snapshot(api.root)
+    for path in ["x" * 300 + ".py", "d" * 300 + "/x.py", "new/" + "y" * 300 + ".py"]:
+        r = api.simulate_post(B + "write", json={"path": path, "content": "return 1\n"})
+        assert r.status_code == 400, r.json
+        _no_machine_path(api, r)
+    assert _snapshot(api.root) == before
+    # a name the filesystem takes is written (the temp file name stays short enough)
+    r = api.simulate_post(B + "write", json={"path": "n" * 250 + ".py", "content": "return 1\n"})
+    assert r.status_code == 201, r.json
+
+
+def test_write_under_a_file_is_409(api):
+    _write(api, "a.py")
+    before = _snapshot(api.root)
+    for path in ["a.py/b.py", "a.py/x/b.py"]:
+        r = api.simulate_post(B + "write", json={"path": path, "content": "return 1\n"})
+        assert r.status_code == 409, r.json
+        _no_machine_path(api, r)
+    assert _snapshot(api.root) == before
+
+
+def test_move_into_itself_is_refused_and_leaves_nothing(api):
+    _write(api, "f/one.py")
+    before = _snapshot(api.root)
+    for to in ["f/sub", "f/x/y/z", "f"]:
+        for overwrite in (False, True):
+            r = api.simulate_post(B + "move", json={"from": "f", "to": to, "overwrite": overwrite})
+            assert r.status_code in (400, 409), r.json
+            _no_machine_path(api, r)
+            assert _snapshot(api.root) == before
+    r = api.simulate_post(B + "move", json={"from": "f/one.py", "to": "f/one.py/x.py"})
+    assert r.status_code in (400, 409), r.json
+    _no_machine_path(api, r)
+    assert _snapshot(api.root) == before
+
+
+@pytest.mark.parametrize("field", ["execId", "exec_id", "subdomain"])
+@pytest.mark.parametrize("value", [True, False, 7, 1.5, [1], {"a": 1}])
+def test_scope_fields_must_be_strings(api, field, value):
+    before = _snapshot(api.home.scripts)
+    r = api.simulate_post(B + "write", json={"path": "a.py", "content": "return 1\n", field: value})
+    assert r.status_code == 400 and r.json["field"] == field, r.json
+    assert _snapshot(api.home.scripts) == before
+    r = api.simulate_post(B + "tree", json={field: value})
+    assert r.status_code == 400 and r.json["field"] == field, r.json

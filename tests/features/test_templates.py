@@ -772,3 +772,20 @@ def test_templates_endpoints(api):
     )
     assert api.simulate_delete(T + "delete-custom/mine").status_code == 200
     assert api.simulate_get(T + "preview", params={"name": "mine"}).status_code == 404
+
+
+def test_template_comment_placeholders_use_the_same_check(api):
+    code = "# @description {{d}}\nreturn 1\n"
+    r = api.simulate_post(
+        T + "create-custom",
+        json={"name": "c", "code": code, "metadata": {"variables": [{"name": "d"}]}},
+    )
+    assert r.status_code == 201, r.json
+    for ch in ["\x85", "\u2028", "\x0c", "\x1b"]:
+        r = api.simulate_post(T + "generate", json={"name": "c", "variables": {"d": f"a{ch}b"}})
+        assert r.status_code == 400 and r.json["variable"] == "d", r.json
+
+
+def test_deeply_nested_template_variables_are_400(api):
+    r = api.simulate_get(T + "preview", params={"name": "hello", "variables": "[" * 100_000})
+    assert r.status_code == 400, r.json

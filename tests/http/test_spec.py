@@ -3,6 +3,10 @@ debts that paid, and checks that hold for every endpoint."""
 
 from __future__ import annotations
 
+import pytest
+
+from ..features.helpers import B, M, R, T
+
 A = "/api/v1/exec/"
 
 
@@ -62,3 +66,44 @@ def test_query_strings_convert_laxly_and_bodies_never_take_a_number_for_a_string
     assert r.status_code == 200
     r = api.simulate_get(A + "scripts/list", params={"metadata": "maybe"})
     assert r.status_code == 400 and r.json["field"] == "metadata"
+
+
+def _json_endpoints():
+    return [
+        ("POST", B + "write"),
+        ("POST", B + "move"),
+        ("POST", B + "tree"),
+        ("PUT", M + "update"),
+        ("POST", M + "bulk-update"),
+        ("POST", R + "discover"),
+        ("POST", R + "resolve"),
+        ("POST", R + "test"),
+        ("POST", T + "generate"),
+        ("POST", T + "create-custom"),
+        ("PUT", T + "update-custom/x"),
+        *(
+            ("POST", "/api/v1/exec/validate/" + n)
+            for n in (
+                "script",
+                "syntax",
+                "typescript",
+                "dependencies",
+                "magic-comments",
+                "return-type",
+            )
+        ),
+        ("POST", "/api/v1/exec/shared-state/get"),
+        ("POST", "/api/v1/exec/shared-state/set"),
+        ("POST", "/api/v1/exec/shared-state/clear"),
+    ]
+
+
+@pytest.mark.parametrize("method,path", _json_endpoints())
+def test_deeply_nested_json_is_400_everywhere(api, method, path):
+    for deep in (b"[" * 100_000, b'{"a":' * 100_000):
+        r = api.simulate_request(
+            method, path, body=deep, headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 400, (path, r.json)
+        # a typed body may be refused for its shape before its depth: also a 400
+        assert r.json["error"] == "Invalid JSON" or "shared-state" in path, (path, r.json)
