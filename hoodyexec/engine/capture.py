@@ -182,6 +182,8 @@ class _StreamRouter(io.TextIOBase):
     def isatty(self) -> bool:
         return False
 
+    # The stubs declare TextIOBase.encoding a writable attribute; here it is
+    # read-only, the real stream's.
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self._real, "encoding", "utf-8")
@@ -216,11 +218,11 @@ def install_capture() -> None:
     global _logging_installed
     if not isinstance(sys.stdout, _StreamRouter):
         out = _StreamRouter(sys.stdout, 20)
-        sys.stdout = out  # type: ignore[assignment]
+        sys.stdout = out
         _installed.append(out)
     if not isinstance(sys.stderr, _StreamRouter):
         err = _StreamRouter(sys.stderr, 40)
-        sys.stderr = err  # type: ignore[assignment]
+        sys.stderr = err
         _installed.append(err)
     del _installed[:-2]
     if _logging_installed:

@@ -32,7 +32,7 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, final
 
 import msgspec
 
@@ -108,6 +108,7 @@ class Entry:
         self.is_gen = inspect.isgeneratorfunction(fn)
 
 
+@final
 class Script:
     """A compiled script version; kept by each worker until the file changes."""
 
@@ -270,7 +271,7 @@ def entry_definitions(
             defs[stmt.name] = stmt
         elif isinstance(stmt, ast.Assign | ast.AnnAssign) and stmt.value is not None:
             targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            value = stmt.value
+            value: ast.AST | None = stmt.value
             if isinstance(value, ast.Name):
                 value = defs.get(value.id)
             elif not isinstance(value, ast.Lambda):

@@ -37,6 +37,7 @@ from hoodyexec.engine.runtime import AI, Metadata, Req, Res, Shared
 from hoodyexec.errors import HoodyError
 from hoodyexec.http import errors
 from hoodyexec.http.body import parse_body
+from hoodyexec.http.endpoint import FalconApp
 from hoodyexec.storage.base import SharedStore
 
 log = logging.getLogger("hoodyexec.scripts")
@@ -165,10 +166,10 @@ class ScriptsSink:
             self.logbook.for_script(subdomain, exec_id, route.file).write(
                 40, execution_id, exc.message
             )
-            body = {k: v for k, v in exc.to_dict().items() if not k.startswith("_")}
-            body["executionId"] = execution_id
-            body["script"] = route.file
-            return _json(resp, 500, body)
+            problem = {k: v for k, v in exc.to_dict().items() if not k.startswith("_")}
+            problem["executionId"] = execution_id
+            problem["script"] = route.file
+            return _json(resp, 500, problem)
         magic = script.magic
         method = req.method
         if script.guarded:
@@ -245,7 +246,7 @@ class ScriptsSink:
                     r,
                     res,
                     Metadata(r, route.file, hostname, subdomain, exec_id, magic.raw, trigger)
-                    if "metadata" in used
+                    if "metadata" in used and r is not None  # needs_req when metadata is used
                     else None,
                     Shared(self.shared, inst.state_key) if "shared" in used else None,
                     console,
@@ -644,12 +645,14 @@ def _token_ok(req: falcon.asgi.Request, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), secret.encode())
 
 
-def invoke_app(sink: ScriptsSink) -> falcon.asgi.App:
+def invoke_app(sink: ScriptsSink) -> FalconApp:
     """The sink alone as an ASGI app: what ``engine.invoke.Invoker`` runs a
     script through when there is no HTTP request (route/test, schedules)."""
     app = falcon.asgi.App()
     app.req_options.strip_url_path_trailing_slash = False
     app.req_options.auto_parse_qs_csv = False
     errors.install(app)
-    app.add_sink(sink, prefix="/")
+    # falcon types a sink's resp as Response | None (None only for a WebSocket,
+    # which never reaches this app): the sink takes a Response.
+    app.add_sink(sink, prefix="/")  # type: ignore[arg-type]
     return app
