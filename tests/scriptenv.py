@@ -119,3 +119,11 @@ def _in_process(invoker: Any) -> Any:
         return result
 
     return invoke
+
+
+def _outside(tmp_path) -> str:
+    folder = tmp_path / "outside"
+    folder.mkdir(exist_ok=True)
+    secret = folder / "secret.py"
+    secret.write_text("return {'secret': True}\n")
+    return str(secret)

@@ -16,7 +16,7 @@ from hoodyexec.engine import catalog as catalog_module
 from hoodyexec.engine.catalog import Catalog
 from hoodyexec.http.router import table_for
 
-from ..scriptenv import ScriptEnv
+from ..scriptenv import ScriptEnv, _outside
 
 
 def test_catalog_without_inotify_falls_back_to_stat(tmp_path):
@@ -152,3 +152,40 @@ def test_dot_files_added_after_the_first_request_are_not_routed(tmp_path):
         ("/sub/.z", 404),
         ("/late", 200),
     ]
+
+
+def test_symlink_outside_instance_is_not_routed_when_added_live(env, tmp_path):
+    secret = _outside(tmp_path)
+    env.write("ok.py", "return 1\n")
+    root = env.home.instance_dir()
+
+    async def go(c):
+        assert (await c.simulate_get("/ok")).status_code == 200  # the table is live now
+        os.symlink(secret, os.path.join(root, "evil.py"))
+        first = (await c.simulate_get("/evil")).status_code
+        # a link renamed over a routed, already compiled file takes its route away
+        os.symlink(secret, os.path.join(root, ".swap"))
+        os.replace(os.path.join(root, ".swap"), os.path.join(root, "ok.py"))
+        second = (await c.simulate_get("/ok")).status_code
+        # and a real file renamed over the link is a route again
+        with open(os.path.join(root, ".real"), "w") as fh:
+            fh.write("return 2\n")
+        os.replace(os.path.join(root, ".real"), os.path.join(root, "ok.py"))
+        third = await c.simulate_get("/ok")
+        return first, second, third.status_code, third.json
+
+    assert env.run(go) == (404, 404, 200, 2)
+
+
+def test_catalog_refuses_a_link_leading_outside_without_inotify(tmp_path):
+    from hoodyexec.engine.catalog import Catalog
+    from hoodyexec.engine.routes import route_for
+    from hoodyexec.http.router import table_for
+
+    root = tmp_path / "scripts"
+    (root / "default" / "1").mkdir(parents=True)
+    os.symlink(_outside(tmp_path), root / "default" / "1" / "evil.py")
+    catalog = Catalog(str(root), table_for, watch=False)
+    inst = catalog.instance("default", "1")
+    with pytest.raises(FileNotFoundError):
+        catalog.load(inst, route_for("evil.py"))

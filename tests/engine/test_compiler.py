@@ -9,6 +9,8 @@ import pytest
 from hoodyexec.engine import compiler
 from hoodyexec.engine.compiler import ScriptLoadError
 
+from ..features.helpers import B
+
 
 @pytest.mark.parametrize(
     "src, shape, is_async, methods",
@@ -64,3 +66,79 @@ def test_load_errors():
             (1, 1, 1),
             "from __future__ import annotations\ndef handler(body: Missing):\n    pass\n",
         )
+
+
+def test_handler_bound_by_assignment_is_handler_mode(env, api):
+    env.write(
+        "impl.py",
+        """\
+        loads = 0
+        loads += 1
+        def _impl(req, query):
+            return {"loads": loads, "q": query}
+        handler = _impl
+        """,
+    )
+    env.write("lam.py", "handler = lambda body: {'body': body}\n")
+    env.write(
+        "part.py",
+        """\
+        import functools
+        def _impl(query, k: int):
+            return {"k": k, "q": query}
+        handler = functools.partial(_impl, k=3)
+        """,
+    )
+    env.write("_lib.py", "def handler(query):\n    return {'lib': query}\n")
+    env.write("imported.py", "from _lib import handler\n")
+    env.write("meth.py", "GET = lambda: 'got'\ndef _post(body):\n    return body\nPOST = _post\n")
+    env.write("notcallable.py", "x = 1\nhandler = 5\n")
+
+    async def go(c):
+        impl = [(await c.simulate_get("/impl", params={"a": "1"})).json for _ in range(2)]
+        return (
+            impl,
+            (await c.simulate_post("/lam", json={"x": 1})).json,
+            (await c.simulate_get("/part", params={"a": "2"})).json,
+            (await c.simulate_get("/imported", params={"b": "3"})).json,
+            (await c.simulate_get("/meth")).text,
+            (await c.simulate_post("/meth", json=[1])).json,
+            (await c.simulate_put("/meth")).status_code,
+            await c.simulate_get("/notcallable"),
+        )
+
+    impl, lam, part, imported, got, posted, put, bad = env.run(go)
+    assert impl == [{"loads": 1, "q": {"a": "1"}}] * 2  # the module ran once
+    assert lam == {"body": {"x": 1}} and part == {"k": 3, "q": {"a": "2"}}
+    assert imported == {"lib": {"b": "3"}}
+    assert (got, posted, put) == ("got", [1], 405)
+    assert bad.status_code == 500 and bad.json["type"] == "ShapeError"
+    assert bad.json["line"] == 2 and "handler must be callable" in bad.json["error"]
+    shape = api.simulate_get(B + "read", params={"path": "lam.py"}).json["shape"]
+    assert shape == "handler"
+
+
+def test_validation_and_loading_share_the_injection_rule():
+    """``compiler.injectable`` is what ``plan`` applies: they agree on every case."""
+    import msgspec
+
+    from hoodyexec.engine import compiler
+
+    class S(msgspec.Struct):
+        a: int
+
+    cases = [("req", None), ("id", None), ("nope", None), ("nope", int), ("nope", S)]
+    for name, tp in cases:
+        for default in (False, True):
+            ns = {"S": S, "int": int}
+            ann = f": {tp.__name__}" if tp else ""
+            exec(f"def handler({name}{ann}{' = 1' if default else ''}): pass", ns)  # noqa: S102
+            try:
+                compiler.plan(ns["handler"], ("id",), ns)
+                planned = True
+            except compiler.ScriptLoadError:
+                planned = False
+            rule = compiler.injectable(
+                name, ("id",), has_default=default, tp=tp or compiler.inspect.Parameter.empty
+            )
+            assert planned is rule, (name, tp, default)

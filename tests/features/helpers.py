@@ -1,36 +1,20 @@
-"""What the management API tests share: the in-process client fixture (``api``,
-made available by the conftests of tests/features and tests/http), the
-management app on its own, endpoint prefixes and small helpers."""
+"""What the management API tests share (the ``api`` client fixture is in
+tests/conftest.py): the management app on its own, endpoint prefixes and small
+helpers."""
 
 from __future__ import annotations
 
 import os
 
 import falcon.testing
-import pytest
 
-from hoodyexec.home import Home
 from hoodyexec.http.management import create_management
-
-from ..scriptenv import management_app
 
 B = S = "/api/v1/exec/scripts/"
 M = "/api/v1/exec/magic-comments/"
 R = "/api/v1/exec/route/"
 T = "/api/v1/exec/templates/"
 V = "/api/v1/exec/validate/"
-
-
-@pytest.fixture
-def api(tmp_path):
-    """The management app on a fresh home, through falcon's test client."""
-    home = Home(str(tmp_path / "home"))
-    home.prepare()
-    app = management_app(home)
-    client = falcon.testing.TestClient(app)
-    client.home = home
-    client.root = home.instance_dir()
-    return client
 
 
 async def two_workers() -> list[int]:

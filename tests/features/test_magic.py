@@ -134,3 +134,48 @@ def test_magic_update_refuses_line_breaks_in_values(api, ch):
         )
         assert r.status_code == 400 and r.json["field"] == field, r.json
     assert open(os.path.join(api.root, "m.py"), encoding="utf-8", newline="").read() == source
+
+
+def test_slash_comments_are_not_offered_and_are_explained(env, api):
+    r = api.simulate_get("/api/v1/exec/magic-comments/schema")
+    assert r.json["prefixes"] == ["#"]
+    r = api.simulate_post(
+        B + "write", json={"path": "js.py", "content": "// @description x\nreturn 1\n"}
+    )
+    assert r.status_code == 400
+    assert all(".py files use #" in e for e in r.json["validation"]["errors"]), r.json
+    env.write("magic.py", "// @description x\nreturn 1\n")
+    env.write("plain.py", "// just a note\nreturn 1\n")
+    for path in ("/magic", "/plain"):
+        r = env.get(path)
+        assert r.status_code == 500 and r.json["line"] == 1, r.json
+        assert ".py files use # for comments" in r.json["error"]
+    r = api.simulate_get("/api/v1/exec/magic-comments/read", params={"path": "magic.py"})
+    assert r.json["valid"] is False and ".py files use #" in r.json["errors"][0]["message"]
+
+
+def test_magic_comment_updates_refuse_non_script_files(env, api):
+    M = "/api/v1/exec/magic-comments/"
+    env.write("data.json", '{"a": 1}\n')
+    env.write("notes.txt", "hello\n")
+    env.write("ok.py", "return 1\n")
+    for path in ("data.json", "notes.txt"):
+        for dry in (False, True):
+            r = api.simulate_put(
+                M + "update", json={"path": path, "comments": {"label": "x"}, "dry_run": dry}
+            )
+            assert r.status_code == 400 and r.json["field"] == "path", r.json
+            assert "not a script" in r.json["error"]
+    for extension in (".json", "txt"):
+        r = api.simulate_post(
+            M + "bulk-update", json={"comments": {"label": "x"}, "extension": extension}
+        )
+        assert r.status_code == 200, r.json
+        [result] = r.json["results"]
+        assert result["changed"] is False and "not a script" in result["skipped"]
+    r = api.simulate_post(M + "bulk-update", json={"comments": {"label": "x"}})
+    assert [x["path"] for x in r.json["results"]] == ["ok.py"] and r.json["changed"] == 1
+    with open(os.path.join(api.root, "data.json")) as fh:
+        assert fh.read() == '{"a": 1}\n'
+    with open(os.path.join(api.root, "notes.txt")) as fh:
+        assert fh.read() == "hello\n"

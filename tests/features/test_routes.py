@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+
+from ..scriptenv import _outside
 from .helpers import B, R
 
 
@@ -73,3 +76,37 @@ def test_route_test_runs_the_script(api):
     assert out["status"] == 500 and out["body"]["type"] == "KeyError"
     out = api.simulate_post(R + "test", json={"path": "/t/missing"}).json
     assert out["status"] == 404
+
+
+def test_symlink_outside_instance_is_not_routed_by_scan(env, api, tmp_path):
+    env.write("ok.py", "return 1\n")
+    os.symlink(_outside(tmp_path), os.path.join(api.root, "evil.py"))
+    os.symlink("ok.py", os.path.join(api.root, "alias.py"))  # inside: still a route
+    assert api.simulate_get(B + "read", params={"path": "evil.py"}).status_code == 403
+    assert env.get("/evil").status_code == 404
+    assert env.get("/alias").json == 1
+    r = api.simulate_post(R + "discover", json={})
+    assert "evil.py" not in {x["file"] for x in r.json["routes"]}
+    refused = {x["file"]: x["reason"] for x in r.json["notRoutable"]}
+    assert "outside the instance" in refused["evil.py"]
+    assert api.simulate_post(R + "resolve", json={"path": "/evil"}).json["matched"] is False
+
+
+def test_discover_base_dir_is_path_checked(env, api):
+    env.write("r/a.py", "return 1\n")
+    for bad in ("../", "..", "r/../../x", "/etc", "~"):
+        r = api.simulate_post(R + "discover", json={"baseDir": bad})
+        assert r.status_code == 403 and r.json["error"] == "Path is excluded from access", bad
+    r = api.simulate_post(R + "discover", json={"baseDir": "r/"})
+    assert r.status_code == 200 and r.json["baseDir"] == "r" and r.json["count"] == 1
+
+
+def test_resolve_reports_a_disabled_script_as_not_matched(env, api):
+    env.write("off.py", "# @enabled false\nreturn 1\n")
+    env.write("on.py", "# @enabled true\nreturn 1\n")
+    assert env.get("/off").status_code == 404
+    r = api.simulate_post(R + "resolve", json={"path": "/off"}).json
+    assert r["matched"] is False and r["enabled"] is False and r["file"] == "off.py"
+    assert "@enabled false" in r["reason"]
+    r = api.simulate_post(R + "resolve", json={"path": "/on"}).json
+    assert r["matched"] is True and r["enabled"] is True and "reason" not in r

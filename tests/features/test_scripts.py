@@ -399,3 +399,60 @@ def test_scope_fields_must_be_strings(api, field, value):
     assert _snapshot(api.home.scripts) == before
     r = api.simulate_post(B + "tree", json={field: value})
     assert r.status_code == 400 and r.json["field"] == field, r.json
+
+
+def test_delete_honours_body_scope_and_query_wins(env, api):
+    for instance in ("default/1", "default/2", "api/3"):
+        env.write("x.py", "return 1\n", instance=instance)
+    scripts = env.home.scripts
+
+    def exists(instance: str) -> bool:
+        return os.path.exists(os.path.join(scripts, instance, "x.py"))
+
+    q = {"path": "x.py", "confirm": "true"}
+    r = api.simulate_delete(B + "delete", params=q, json={"execId": "2"})
+    assert r.status_code == 200 and (r.json["subdomain"], r.json["execId"]) == ("default", "2")
+    assert not exists("default/2") and exists("default/1")
+    # the query wins over the body: never the body's instance, never the default one
+    r = api.simulate_delete(
+        B + "delete", params={**q, "execId": "3", "subdomain": "api"}, json={"execId": "1"}
+    )
+    assert r.status_code == 200 and not exists("api/3") and exists("default/1")
+    # a body that cannot be read deletes nothing
+    for bad in ({"execId": 1}, "not json"):
+        kw = {"json": bad} if isinstance(bad, dict) else {"body": bad}
+        r = api.simulate_delete(
+            B + "delete", params=q, headers={"Content-Type": "application/json"}, **kw
+        )
+        assert r.status_code == 400 and exists("default/1")
+
+
+def test_write_refuses_uninjectable_handler_parameter_with_its_line(env, api):
+    code = "def handler(req,\n            nope):\n    return 1\n"
+    r = api.simulate_post(B + "write", json={"path": "bad.py", "content": code})
+    assert r.status_code == 400 and r.json["error"] == "Script validation failed", r.json
+    [message] = r.json["validation"]["errors"]
+    assert "'nope'" in message and "(line 2)" in message
+    [item] = r.json["validation"]["results"]["typescript"]["errors"]
+    assert item["line"] == 2
+    assert not os.path.exists(os.path.join(api.root, "bad.py"))
+    # a builtin annotation is no Struct: every call would fail the same way
+    r = api.simulate_post(
+        B + "write", json={"path": "typed.py", "content": "def GET(limit: int):\n    return 1\n"}
+    )
+    assert r.status_code == 400 and "'limit'" in r.json["validation"]["errors"][0]
+    # the same name as a route param, a Struct, a default, or a private module: fine
+    ok = {
+        "users/[nope].py": code,
+        "s.py": "import msgspec\nclass S(msgspec.Struct):\n    a: int\n"
+        "def POST(item: S, limit: int = 5):\n    return item\n",
+        "_helpers.py": code,
+        "lam.py": "handler = lambda query: query\n",
+    }
+    for path, content in ok.items():
+        r = api.simulate_post(B + "write", json={"path": path, "content": content})
+        assert r.status_code == 201 and r.json["validated"] is True, (path, r.json)
+    assert env.get("/users/7").json == 1
+    # without a path the route is unknown: still only a warning
+    r = api.simulate_post("/api/v1/exec/validate/script", json={"code": code})
+    assert r.json["valid"] is True and "'nope'" in r.json["warnings"][0]

@@ -39,11 +39,6 @@ EVIL = '"); import os; os.system("x")#\n\'\'\'\\ """ {{other}} \u2028 \x00 end'
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> ScriptEnv:
-    return ScriptEnv(tmp_path)
-
-
-@pytest.fixture
 def store(tmp_path: Path) -> TemplateStore:
     return TemplateStore(str(tmp_path / "templates"))
 

@@ -811,3 +811,14 @@ def test_validate_endpoints(api):
     assert api.simulate_post(V + "return-type", json={"typeDefinition": "int"}).status_code == 400
     assert api.simulate_post(V + "script", json={}).status_code == 400
     assert api.simulate_post(V + "script", json={"code": 3}).status_code == 400
+
+
+def test_validation_checks_parameters_of_an_assigned_handler():
+    from hoodyexec.features.validate.service import check_static
+
+    result = check_static("def _impl(req, nope):\n    return 1\n\nhandler = _impl\n")
+    assert [w["line"] for w in result["warnings"]] == [1] and "nope" in result["warnings"][0][
+        "message"
+    ]
+    result = check_static("handler = lambda req, \\\n    other: 1\n")
+    assert [w["line"] for w in result["warnings"]] == [2]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from hoodyexec.engine.routes import route_for
 from hoodyexec.http.router import RouteTable
 
+from ..features.helpers import R
+
 
 def table(*files):
     return RouteTable([route_for(f) for f in files])
@@ -68,3 +70,39 @@ def test_thousand_static_routes_are_cheap_to_change():
         t.add(f"s{i}.py")
         assert t.find(f"/s{i}") is not None
     assert time.perf_counter() - t0 < 0.1
+
+
+def test_trailing_slash_and_empty_params_are_404(env, api):
+    env.write("hello.py", "return 'hello'\n")
+    env.write("r/users/[id].py", "def handler(id):\n    return {'id': id}\n")
+    env.write("r/users/[id]/posts.py", "def handler(id):\n    return {'posts': id}\n")
+    env.write("files/[...p].py", "def handler(p):\n    return {'p': p}\n")
+    env.write("docs/[[...slug]].py", "def handler(slug=None):\n    return {'slug': slug}\n")
+    env.write("index.py", "return 'root'\n")
+
+    async def go(c):
+        paths = [
+            "/", "/hello", "/hello/", "/r/users/7", "/r/users/", "/r/users//posts",
+            "/r/users/7/posts/", "/files/a/b", "/files/a/b/", "/files/", "/docs", "/docs/",
+            "/docs/x",
+        ]  # fmt: skip
+        return {p: (await c.simulate_get(p)).status_code for p in paths}
+
+    assert env.run(go) == {
+        "/": 200,
+        "/hello": 200,
+        "/hello/": 404,
+        "/r/users/7": 200,
+        "/r/users/": 404,
+        "/r/users//posts": 404,
+        "/r/users/7/posts/": 404,
+        "/files/a/b": 200,
+        "/files/a/b/": 404,
+        "/files/": 404,
+        "/docs": 200,
+        "/docs/": 404,
+        "/docs/x": 200,
+    }
+    for path in ("/r/users/", "/hello/", "/docs/"):
+        r = api.simulate_post(R + "resolve", json={"path": path})
+        assert r.json["matched"] is False, (path, r.json)
