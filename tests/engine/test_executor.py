@@ -33,3 +33,40 @@ def test_pool_interrupts_python_code_and_replaces_stuck_threads():
     t0 = _time.monotonic()
     assert pool.submit(lambda: "free").future.result(timeout=5) == "free"
     assert _time.monotonic() - t0 < 0.5  # a replacement thread took it, not the stuck ones
+
+
+def test_watchdog_sleeps_through_steady_load_and_still_meets_a_shorter_deadline():
+    """Under load the watchdog thread does not wake per request nor on a tick
+    (each wake-up contends for the GIL); a shorter deadline still wakes it."""
+    import asyncio
+    import time as _time
+
+    from hoodyexec.engine.executor import Executor, ScriptTimeout
+
+    async def main() -> tuple[int, float]:
+        ex = Executor(threads=2)
+        ex.start(asyncio.get_running_loop())
+        wd = ex.watchdog
+        assert wd is not None
+        looks: list[float] = []
+        real_next = wd._next
+
+        def counting(*args, **kwargs):
+            looks.append(_time.monotonic())
+            return real_next(*args, **kwargs)
+
+        wd._next = counting  # type: ignore[method-assign]
+        t0 = _time.monotonic()
+        while _time.monotonic() - t0 < 0.3:  # 30 ticks of the old 10 ms watchdog
+            for _ in range(50):
+                assert ex.run_inline(lambda: 1, (), {}, 30.0)[0] == 1
+            await asyncio.sleep(0.001)
+        woken = len(looks)
+        t1 = _time.monotonic()
+        with pytest.raises(ScriptTimeout):
+            await ex.run_async(asyncio.sleep, (10,), {}, 0.05)
+        return woken, _time.monotonic() - t1
+
+    woken, took = asyncio.run(main())
+    assert woken <= 2, woken
+    assert 0.05 <= took < 0.5, took
