@@ -140,7 +140,13 @@ class ScriptsSink:
         execution_id = f"{self._prefix}{next(self._ids):07x}"
         catalog = self.catalog
         catalog.refresh()
-        host = req.get_header("Host") or ""
+        # PERF: falcon's own table of the request's headers (falcon is pinned;
+        # bytes keys, what req.get_header reads): a dict hit instead of a method
+        # call, and below two membership tests instead of the KeyError that
+        # req.content_length and req.get_header each raise and catch inside
+        # when the header is absent (~0.6 µs for a request without a body).
+        headers: dict[bytes, bytes] = req._asgi_headers
+        host = headers.get(b"host", b"").decode("latin1")
         # A run without HTTP (route/test, schedules) names its target in the
         # scope, whatever Host header it carries; PERF: otherwise one dict hit
         # per request once a Host has been seen (no regex, no stat).
@@ -208,7 +214,9 @@ class ScriptsSink:
 
         raw = b""
         body = None
-        if req.content_length or req.get_header("Transfer-Encoding"):
+        if (b"content-length" in headers or b"transfer-encoding" in headers) and (
+            req.content_length or req.get_header("Transfer-Encoding")
+        ):
             if req.content_length and req.content_length > self.max_body:
                 return _json(
                     resp, 413, {"error": f"Request body over the {self.max_body} byte limit"}
