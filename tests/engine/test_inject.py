@@ -6,14 +6,7 @@ import msgspec
 import pytest
 
 from hoodyexec.engine.compiler import Entry, Param, plan
-from hoodyexec.engine.inject import compile_plan
-
-from .scriptenv import ScriptEnv
-
-
-@pytest.fixture
-def env(tmp_path):
-    return ScriptEnv(tmp_path)
+from hoodyexec.engine.inject import CALL_FIELDS, INST, REQ, STORE, compile_plan
 
 
 class Item(msgspec.Struct):
@@ -55,6 +48,11 @@ def test_body_mode_keeps_positional_arguments_and_no_getters():
 
     entry = Entry(body, "body", [Param("res", "res")], positional=True)
     assert entry.inject == () and entry.needs_res and not entry.needs_req
+
+
+def test_call_positions_name_the_fields_the_sink_fills_in_order():
+    assert CALL_FIELDS[REQ] == "req" and CALL_FIELDS[INST] == "inst"
+    assert STORE == len(CALL_FIELDS) - 1 and CALL_FIELDS[STORE] == "store"
 
 
 def test_unknown_source_is_a_bug_found_at_compile_time():
