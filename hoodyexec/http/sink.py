@@ -43,7 +43,6 @@ from hoodyexec.storage.base import SharedStore
 log = logging.getLogger("hoodyexec.scripts")
 
 _json_encode = msgspec.json.Encoder().encode
-_json_decode = msgspec.json.Decoder().decode
 
 
 def _sse_event(item: Any) -> bytes:
