@@ -24,8 +24,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check hoodyexec workers tests bench
-	$(BIN)/ruff format --check hoodyexec workers tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # mypy --strict on hoodyexec/ and workers/ ([tool.mypy] in pyproject.toml).
 typecheck: $(STAMP)
