@@ -6,12 +6,6 @@ import pytest
 
 from .scriptenv import ScriptEnv
 
-
-@pytest.fixture
-def env(tmp_path):
-    return ScriptEnv(tmp_path)
-
-
 EXITS = {
     "sys_exit_0": "import sys\nsys.exit(0)",
     "sys_exit_1": "import sys\nsys.exit(1)",

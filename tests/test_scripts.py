@@ -10,11 +10,6 @@ import pytest
 from .scriptenv import ScriptEnv
 
 
-@pytest.fixture
-def env(tmp_path):
-    return ScriptEnv(tmp_path)
-
-
 # -- shapes -------------------------------------------------------------------
 def test_body_mode_return_and_metadata(env):
     env.write(

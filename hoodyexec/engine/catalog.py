@@ -50,6 +50,17 @@ def instance_name_ok(name: str) -> bool:
     return _NAME.match(name) is not None
 
 
+def instance_exists(scripts_root: str, subdomain: str, exec_id: str) -> bool:
+    """Do these names address an instance folder? Names come from Host headers and
+    API fields: only plain names (letters, digits, ``_``, ``-``) can, whatever a
+    ``host-pattern`` captures."""
+    return (
+        instance_name_ok(subdomain)
+        and instance_name_ok(exec_id)
+        and os.path.isdir(os.path.join(scripts_root, subdomain, exec_id))
+    )
+
+
 def state_key(subdomain: str, exec_id: str) -> str:
     """The shared-state document of an instance: one per instance, not per Host value."""
     return f"{subdomain}/{exec_id}"
@@ -165,17 +176,11 @@ class Catalog:
             self.watcher = None
 
     def existing(self, subdomain: str, exec_id: str) -> Instance | None:
-        """The instance if its folder exists; never creates one for a mere name.
-
-        Names come from the Host header: only plain names (letters, digits,
-        ``_``, ``-``) can address a folder, whatever ``host-pattern`` captures.
-        """
+        """The instance if its folder exists; never creates one for a mere name."""
         inst = self.instances.get((subdomain, exec_id))
         if inst is not None:
             return inst
-        if not (instance_name_ok(subdomain) and instance_name_ok(exec_id)):
-            return None
-        if not os.path.isdir(os.path.join(self.root, subdomain, exec_id)):
+        if not instance_exists(self.root, subdomain, exec_id):
             return None
         return self.instance(subdomain, exec_id)
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import falcon.asgi
 
-from hoodyexec.engine.catalog import instance_name_ok, state_key
+from hoodyexec.engine.catalog import instance_exists, state_key
 from hoodyexec.engine.hosts import HostMap
 from hoodyexec.errors import BadRequest, NotFound
 from hoodyexec.http import errors
@@ -34,11 +32,7 @@ class SharedStateAPI:
         if self.hosts is None or self.scripts_root is None:
             return hostname
         sub, eid, _ = self.hosts.resolve(hostname)
-        if not (instance_name_ok(sub) and instance_name_ok(eid)):
-            return None
-        if not os.path.isdir(os.path.join(self.scripts_root, sub, eid)):
-            return None
-        return state_key(sub, eid)
+        return state_key(sub, eid) if instance_exists(self.scripts_root, sub, eid) else None
 
     async def get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, body: StateGet, _: None
