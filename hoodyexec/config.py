@@ -127,6 +127,25 @@ class Settings(msgspec.Struct, rename="kebab", forbid_unknown_fields=True, kw_on
             description="Regex on the Host header with groups subdomain and execId (unmatched: default/1)."
         ),
     ] = r"^(?:(?P<subdomain>[A-Za-z0-9_-]+)\.)?exec-(?P<execId>[A-Za-z0-9_-]+)(?:[.:]|$)"
+    packages_installer: Annotated[
+        Literal["auto", "uv", "pip"],
+        msgspec.Meta(
+            description="Installer for kit-local packages: uv (shipped with the kit), pip, or auto "
+            "(uv when present)."
+        ),
+    ] = "auto"
+    packages_timeout: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1, description="Seconds one package install may take before it is stopped."
+        ),
+    ] = 600
+    packages_allow_urls: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Accept package specs that install from a URL (name @ https://...)."
+        ),
+    ] = False
     gunicorn_config: Annotated[
         str | None,
         msgspec.Meta(

@@ -6,6 +6,10 @@
     <home>/logs/                           per-script and kit logs
     <home>/run/                            sockets, pid file, metrics
     <home>/hoodyexec.db                    SQLite state
+    <home>/pyproject.toml                  the kit project file (declared packages)
+    <home>/requirements.lock               exact versions of the installed packages
+    <home>/packages/site                   kit-local packages (a link to the live set
+                                           under packages/sets/), on every worker's path
 
 Directories are created 0700 and nothing is group/world readable: scripts run
 with the kit's privileges and state may hold secrets.
@@ -35,6 +39,10 @@ class Home:
         "control_socket",
         "pidfile",
         "gunicorn_ctl",
+        "packages",
+        "site",
+        "project",
+        "lock",
     )
 
     def __init__(self, root: str) -> None:
@@ -47,6 +55,10 @@ class Home:
         self.control_socket = os.path.join(self.run, "control.sock")
         self.pidfile = os.path.join(self.run, "hoodyexec.pid")
         self.gunicorn_ctl = os.path.join(self.run, "gunicorn.ctl")
+        self.packages = os.path.join(self.root, "packages")
+        self.site = os.path.join(self.packages, "site")
+        self.project = os.path.join(self.root, "pyproject.toml")
+        self.lock = os.path.join(self.root, "requirements.lock")
 
     def instance_dir(
         self, subdomain: str = DEFAULT_SUBDOMAIN, exec_id: str = DEFAULT_EXEC_ID
@@ -60,7 +72,7 @@ class Home:
         not exist yet, so a user who deletes them does not get them back.
         """
         first = not os.path.isdir(self.scripts)
-        for path in (self.root, self.scripts, self.logs, self.run, self.metrics):
+        for path in (self.root, self.scripts, self.logs, self.run, self.metrics, self.packages):
             os.makedirs(path, mode=DIR_MODE, exist_ok=True)
             os.chmod(path, DIR_MODE)
         if first:

@@ -1,5 +1,5 @@
-"""The control worker process: management API, link hub (and, later, the
-scheduler and package installs).
+"""The control worker process: management API, link hub and package installs
+(and, later, the scheduler).
 
 It is forked and reaped by the master (``workers.master.HoodyArbiter``). The
 object is built in the master and touches no process state there; ``run`` opens
@@ -15,6 +15,7 @@ import signal
 from collections.abc import Callable
 
 from hoodyexec.config import Settings
+from hoodyexec.engine import sitepath
 from hoodyexec.errors import HoodyError
 from hoodyexec.home import Home
 from hoodyexec.http.management import create_management
@@ -87,6 +88,7 @@ class ControlWorker:
         loop.add_signal_handler(signal.SIGQUIT, self._request_stop, False)
 
         try:
+            sitepath.activate(self.home.site)  # validation sees kit-local packages
             conn = sqlite.connect(self.home.db)
             sqlite.migrate(conn)
             server = ControlServer(self.home.control_socket)
@@ -116,6 +118,7 @@ class ControlWorker:
                 host_pattern=self.settings.host_pattern,
                 invoke=invoke,
                 broadcast=broadcast,
+                settings=self.settings,
             )
             await server.start()
         except Exception as exc:

@@ -13,6 +13,7 @@ import gc
 
 from hoodyexec.config import Settings
 from hoodyexec.engine import capture as logs
+from hoodyexec.engine import sitepath
 from hoodyexec.engine.catalog import Catalog
 from hoodyexec.engine.executor import Executor, guard_forks
 from hoodyexec.engine.hosts import HostMap
@@ -22,11 +23,12 @@ from hoodyexec.http.endpoint import FalconApp
 from hoodyexec.http.gateway import create_gateway
 from hoodyexec.http.router import table_for
 from hoodyexec.http.sink import ScriptsSink, invoke_app
-from hoodyexec.ipc.protocol import ClearCache, Invalidate, Invoke, Reload
+from hoodyexec.ipc.protocol import ClearCache, Invalidate, Invoke, PackagesChanged, Reload
 from hoodyexec.storage import sqlite
 
 
 def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True) -> FalconApp:
+    sitepath.activate(home.site)  # kit-local packages, after the kit's own
     # Shared state lives here; an unusable file is a boot error.
     sqlite.connect(home.db).close()
     catalog = Catalog(
@@ -64,6 +66,10 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
     def reload(_: Reload) -> None:
         catalog.invalidate()
 
+    def packages_changed(_: PackagesChanged) -> None:
+        sitepath.refresh()
+        catalog.forget_failures()  # "No module named ..." may load now
+
     def start() -> None:
         guard_forks()
         logs.install_capture()
@@ -77,7 +83,12 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
         scripts=sink,
         age=age,
         link_client=link,
-        on_broadcast={Invalidate: invalidate, ClearCache: clear_cache, Reload: reload},
+        on_broadcast={
+            Invalidate: invalidate,
+            ClearCache: clear_cache,
+            Reload: reload,
+            PackagesChanged: packages_changed,
+        },
         on_query={Invoke: Invoker(invoke_app(sink), catalog)},
         on_startup=[start],
         on_shutdown=[shared.close, catalog.close],

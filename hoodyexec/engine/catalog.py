@@ -272,6 +272,18 @@ class Catalog:
     def invalidate_all(self) -> None:
         self.invalidate()
 
+    def forget_failures(self) -> int:
+        """Drop every cached load failure (a script whose import was missing may
+        load now that packages changed); working scripts keep their module
+        state. Returns how many were dropped."""
+        dropped = 0
+        for inst in self.instances.values():
+            failed = [rel for rel, s in inst.scripts.items() if type(s) is not Script]
+            for rel in failed:
+                inst.drop(rel)
+            dropped += len(failed)
+        return dropped
+
     # -- loading --------------------------------------------------------------
     def load(self, inst: Instance, route: Route) -> Script:
         """The compiled script for a route, fresh; raises ``ScriptLoadError``."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import falcon.asgi
 
+from hoodyexec.config import Settings
 from hoodyexec.engine.hosts import HostMap
 from hoodyexec.engine.store import Scope, ScriptStore, pick_scope
 from hoodyexec.home import Home
@@ -47,6 +48,10 @@ class Context:
     hosts: HostMap = field(default_factory=HostMap)
     invoke: Invoke | None = None
     broadcast: Broadcast | None = None
+    settings: Settings | None = None
+    # The static import check of a script (the validate feature's), for features
+    # that need it without importing that feature.
+    check_dependencies: Callable[[str], dict[str, Any]] | None = None
     # Every declared endpoint a feature registered, with its handler (in order).
     routes: list[tuple[Endpoint, Handler]] = field(default_factory=list)
 

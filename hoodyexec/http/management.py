@@ -14,12 +14,14 @@ from typing import Any
 import falcon
 import falcon.asgi
 
+from hoodyexec.config import Settings
 from hoodyexec.engine.hosts import HostMap
 from hoodyexec.engine.store import ScriptStore
 from hoodyexec.errors import MethodNotAllowed, NotFound, NotImplementedYet
 from hoodyexec.features.magic import api as magic
 from hoodyexec.features.openapi import api as openapi
 from hoodyexec.features.openapi.reference import ENDPOINTS
+from hoodyexec.features.packages import api as packages
 from hoodyexec.features.routes import api as routes
 from hoodyexec.features.scripts import api as scripts
 from hoodyexec.features.state import api as state
@@ -35,7 +37,7 @@ HEALTH_PATH = auth.HEALTH_PATH
 
 # Each capability is one folder under features/; its register(app, ctx) is all
 # the management app knows of it.
-FEATURES = (system, state, scripts, magic, routes, templates, validate, openapi)
+FEATURES = (system, state, scripts, magic, routes, templates, validate, packages, openapi)
 
 
 class TokenAuth:
@@ -59,6 +61,12 @@ def _validator() -> Any:
         return validate_script(code, script_dir=folder, path=rel)
 
     return check
+
+
+def _dependency_check() -> Any:
+    from hoodyexec.features.validate.service import check_dependencies
+
+    return check_dependencies
 
 
 def _template_regex(path: str) -> re.Pattern[str]:
@@ -100,6 +108,7 @@ def create_management(
     host_pattern: str | None = None,
     invoke: Invoke | None = None,
     broadcast: Broadcast | None = None,
+    settings: Settings | None = None,
 ) -> endpoint.FalconApp:
     """The management app: token check, then every feature's routes."""
     ctx = Context(
@@ -114,6 +123,8 @@ def create_management(
         hosts=HostMap(host_pattern) if host_pattern else HostMap(),
         invoke=invoke,
         broadcast=broadcast,
+        settings=settings,
+        check_dependencies=_dependency_check(),
     )
     app = falcon.asgi.App(middleware=[TokenAuth(token)])
     errors.install(app)

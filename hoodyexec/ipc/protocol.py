@@ -7,7 +7,8 @@ connection use the same control socket, told apart by their first frame:
 * a **link** starts with ``Hello``; it stays open for the worker's life and
   carries broadcasts (control → workers) and queries with their replies. What
   a broadcast or query is about is a *topic*, itself a tagged ``Struct``
-  (``Invalidate``, ``ClearCache``, ``Reload``, ``Status``, ``Invoke``), and a
+  (``Invalidate``, ``ClearCache``, ``Reload``, ``PackagesChanged``, ``Status``,
+  ``Invoke``), and a
   reply carries a typed answer (``WorkerStatus``, ``InvokeResult``): a worker
   dispatches on the topic's type, and a misspelt topic or field is a decode
   error at the boundary instead of a silently ignored notice;
@@ -67,6 +68,15 @@ class Reload(msgspec.Struct, tag=True, frozen=True):
     """Forget every route table and compiled script: everything is read again."""
 
 
+class PackagesChanged(msgspec.Struct, tag=True, frozen=True):
+    """The kit-local packages changed (an install swapped in a new set): forget
+    the import system's directory caches and every script that failed to load,
+    so the next request imports what is there now. ``changed`` names the
+    distributions added, upgraded or removed."""
+
+    changed: list[str] = []
+
+
 class Status(msgspec.Struct, tag=True, frozen=True):
     """How is the worker? Answered with a ``WorkerStatus``."""
 
@@ -86,7 +96,7 @@ class Invoke(msgspec.Struct, tag=True, frozen=True, forbid_unknown_fields=True, 
     limit: int = 1024 * 1024  # bytes of the answer kept (then ``truncated``)
 
 
-Topic = Invalidate | ClearCache | Reload | Status | Invoke
+Topic = Invalidate | ClearCache | Reload | PackagesChanged | Status | Invoke
 
 
 # -- answers: what a reply carries ----------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import falcon.testing
 import pytest
+
+from tests.wheels import hermetic_env
 import yaml
 from openapi_spec_validator import validate
 
@@ -16,7 +18,10 @@ from .helpers import management
 
 
 @pytest.fixture
-def app(tmp_path):
+def app(tmp_path, monkeypatch):
+    # Package installs the fuzzer asks for reach no registry.
+    for key, value in hermetic_env(tmp_path / "wheels", tmp_path / "uv-cache").items():
+        monkeypatch.setenv(key, value)
     home = Home(str(tmp_path / "home"))
     home.prepare()
     return management_app(home)

@@ -28,16 +28,6 @@ class CacheClear(Fields):
     clearAll: bool = False  # noqa: N815
 
 
-class DependenciesCheck(Fields):
-    code: str | None = None
-    modules: str | None = None
-
-
-class DependenciesInstall(Fields):
-    modules: str | list[str]
-    force: bool = False
-
-
 class LogsClearQuery(Fields):
     file: str | None = None
     type: str | None = None
@@ -92,31 +82,6 @@ class UserOpenAPISchemaQuery(Fields):
     aliases: ClassVar[dict[str, str]] = {"path": "file"}
 
 
-class PackageInit(Fields):
-    name: str = "hoody-exec-project"
-    version: str = "1.0.0"
-    description: str = "Hoody Exec project"
-    force: bool = False
-
-
-class PackageInstall(Fields):
-    packages: list[Any] = []
-    dev: bool = False
-    save: bool = True
-    force: bool = False
-
-
-class PackagePin(Fields):
-    packages: list[Any] = []
-
-
-class PackageUpdate(Fields):
-    dependencies: str | None = None
-    scripts: str | None = None
-    metadata: dict[str, Any] | None = None
-    remove: str | None = None
-
-
 class SchedulesReload(Fields):
     dry_run: bool = False
 
@@ -162,16 +127,6 @@ def _ep(
 
 PLANNED: tuple[Endpoint, ...] = (
     _ep("POST", "cache/clear", "Clear Cache", "cache", CacheClear),
-    _ep("POST", "dependencies/check", "Check Dependencies", "dependencies", DependenciesCheck),
-    _ep(
-        "POST",
-        "dependencies/install",
-        "Install Dependencies",
-        "dependencies",
-        DependenciesInstall,
-        required=True,
-    ),
-    _ep("GET", "dependencies/bundled", "List Bundled Dependencies", "dependencies"),
     _ep("DELETE", "logs/clear", "Clear Logs", "logs", query=LogsClearQuery),
     _ep("GET", "logs/list", "List Logs", "logs", query=LogsListQuery),
     _ep("POST", "logs/read", "Read Log", "logs", LogsRead),
@@ -204,12 +159,6 @@ PLANNED: tuple[Endpoint, ...] = (
         AnyObject,
         required=True,
     ),
-    _ep("POST", "package/compare", "Compare Packages", "package", AnyObject, required=True),
-    _ep("POST", "package/init", "Init Package Json", "package", PackageInit),
-    _ep("POST", "package/install", "Install Packages", "package", PackageInstall),
-    _ep("POST", "package/pin", "Pin Versions", "package", PackagePin),
-    _ep("GET", "package/read", "Read Package Json", "package"),
-    _ep("POST", "package/update", "Update Package Json", "package", PackageUpdate),
     _ep("GET", "schedules/list", "List Schedules", "schedules"),
     _ep("POST", "schedules/reload", "Reload Schedules", "schedules", SchedulesReload),
     _ep("GET", "schedules/history", "Schedule History", "schedules", query=SchedulesHistoryQuery),
