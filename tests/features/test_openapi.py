@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import falcon.testing
 import pytest
-
-from tests.wheels import hermetic_env
 import yaml
 from openapi_spec_validator import validate
 
@@ -14,6 +12,7 @@ from hoodyexec.features.openapi.reference import ENDPOINTS
 from hoodyexec.home import Home
 
 from ..scriptenv import management_app
+from ..wheels import hermetic_env
 from .helpers import management
 
 

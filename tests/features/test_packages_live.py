@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.kit import Kit
-from tests.wheels import hermetic_env, make_wheel
+from ..kit import Kit
+from ..wheels import hermetic_env, make_wheel
 
 pytestmark = pytest.mark.slow
 
