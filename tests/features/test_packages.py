@@ -146,6 +146,7 @@ def test_uv_environment_translates_pip_options_unless_uv_has_its_own():
     assert env["UV_NO_INDEX"] == "1"
     assert env["SSL_CERT_FILE"] == "/ca.pem"
     assert env["UV_INSECURE_HOST"] == "a.invalid"
+    assert env["UV_INDEX_STRATEGY"] == "unsafe-best-match"  # pip's choice across indexes
     assert "UV_NO_INDEX" not in installer.uv_environment({"no-index": "false"}, {})
 
 

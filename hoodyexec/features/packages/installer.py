@@ -15,7 +15,8 @@ install --target``. Always an argument list, never a shell. uv reads its own
 configuration (``UV_*``, ``uv.toml``); pip's configuration (``PIP_*`` and pip's
 config files: index URL, extra index URLs, find-links, no-index, certificates,
 trusted hosts) is given to uv too, unless the ``UV_*`` equivalent is set, so the
-user's pip set-up works whichever installer runs. The kit's own distributions
+user's pip set-up works whichever installer runs (with pip's extra index URLs,
+uv also picks the best version across every index, as pip does). The kit's own distributions
 are excluded from resolution with uv (they are already importable and come
 first on the path); with pip they are constrained to the kit's versions.
 """
@@ -129,6 +130,10 @@ def uv_environment(pip: Mapping[str, str], environ: Mapping[str, str]) -> dict[s
                 env[variable] = "1"
             continue
         env[variable] = joiner.join(value.split()) if joiner else value
+        if option == "extra-index-url":
+            # pip takes the best version across all its indexes; uv by default
+            # stops at the first index that has the package. Same answer as pip.
+            env.setdefault("UV_INDEX_STRATEGY", "unsafe-best-match")
     return env
 
 
