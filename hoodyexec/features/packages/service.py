@@ -12,6 +12,7 @@ the new packages on their next request.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import sys
@@ -204,7 +205,8 @@ class PackageService:
         if not plan.pending and plan.lock_file is None:
             return [], False
         live = self.sets.installed()
-        staging = self.sets.stage(empty=plan.lock_file is not None)
+        # Copying, swapping and pruning sets touches every file: off the loop.
+        staging = await asyncio.to_thread(self.sets.stage, empty=plan.lock_file is not None)
         try:
             ok = await self._run_into(staging, plan, on_line)
             after = self.sets.installed(staging)
@@ -223,11 +225,11 @@ class PackageService:
                     plan.results[dist.key] = _result(
                         dist.name, "installed", version=dist.version, source="packages"
                     )
-            self.sets.commit(staging)
+            await asyncio.to_thread(self.sets.commit, staging)
             staging = ""
         finally:
             if staging:
-                self.sets.discard(staging)
+                await asyncio.to_thread(self.sets.discard, staging)
         sitepath.refresh()
         if self.announce is not None:
             await self.announce(changed)
