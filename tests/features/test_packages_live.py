@@ -81,7 +81,7 @@ def test_install_reaches_every_worker_on_the_next_request_without_restart(pkit):
     assert kit.get("/t2").json()["v"] == 1
     r = install(kit, "tinypkg")
     assert r.json()["alreadyInstalled"] == ["tinypkg"] and r.json()["changed"] == []
-    r = install(kit, "tinypkg", force=True)  # reinstalled, same version
+    r = install(kit, "tinypkg==1.0.0", force=True)  # reinstalled, same version
     assert r.status == 200 and r.json()["installed"] == ["tinypkg"] and r.json()["changed"] == []
     assert kit.get("/usetiny").json()["v"] == 1
 
