@@ -127,6 +127,13 @@ class Settings(msgspec.Struct, rename="kebab", forbid_unknown_fields=True, kw_on
             description="Regex on the Host header with groups subdomain and execId (unmatched: default/1)."
         ),
     ] = r"^(?:(?P<subdomain>[A-Za-z0-9_-]+)\.)?exec-(?P<execId>[A-Za-z0-9_-]+)(?:[.:]|$)"
+    schedule_catch_up: Annotated[
+        bool,
+        msgspec.Meta(
+            description="On start, also fire the last @schedule tick missed while the whole kit "
+            "was down (default: only ticks missed while the kit ran)."
+        ),
+    ] = False
     packages_installer: Annotated[
         Literal["auto", "uv", "pip"],
         msgspec.Meta(

@@ -1,5 +1,5 @@
-"""The control worker process: management API, link hub and package installs
-(and, later, the scheduler).
+"""The control worker process: management API, link hub, package installs and
+the scheduler.
 
 It is forked and reaped by the master (``workers.master.HoodyArbiter``). The
 object is built in the master and touches no process state there; ``run`` opens
@@ -18,6 +18,7 @@ from hoodyexec.config import Settings
 from hoodyexec.engine import sitepath
 from hoodyexec.errors import HoodyError
 from hoodyexec.home import Home
+from hoodyexec.http.context import Service
 from hoodyexec.http.management import create_management
 from hoodyexec.ipc.hub import ControlServer
 from hoodyexec.ipc.protocol import Invoke, InvokeResult, Status, Topic, WorkerStatus
@@ -87,6 +88,7 @@ class ControlWorker:
         loop.add_signal_handler(signal.SIGINT, self._request_stop, False)
         loop.add_signal_handler(signal.SIGQUIT, self._request_stop, False)
 
+        services: list[Service] = []
         try:
             sitepath.activate(self.home.site)  # validation sees kit-local packages
             conn = sqlite.connect(self.home.db)
@@ -119,8 +121,11 @@ class ControlWorker:
                 invoke=invoke,
                 broadcast=broadcast,
                 settings=self.settings,
+                services=services,
             )
             await server.start()
+            for service in services:  # the scheduler
+                await service.start()
         except Exception as exc:
             raise ControlBootError(str(exc)) from exc
         log.info("control worker %s ready on %s", self.pid, self.home.control_socket)
@@ -132,6 +137,12 @@ class ControlWorker:
         finally:
             watchdog.cancel()
             beat.cancel()
+            drain = self.settings.graceful_timeout if self._graceful else 0.0
+            for service in services:
+                try:
+                    await service.stop(drain)
+                except Exception:  # noqa: BLE001 - stopping goes on
+                    log.exception("stopping %s failed", type(service).__name__)
             await server.close(
                 drain_timeout=self.settings.graceful_timeout if self._graceful else 0.0
             )

@@ -20,6 +20,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from hoodyexec.engine.catalog import Catalog
 from hoodyexec.engine.compiler import Script
 from hoodyexec.errors import NotFound
@@ -31,6 +33,10 @@ ASGIApp = Callable[..., Awaitable[None]]
 # ASGI scope key: (instance, hostname, trigger) for a run without HTTP; the
 # scripts sink takes its target from here instead of the Host header.
 INVOKE_TARGET = "hoodyexec.target"
+# Runs the kit starts itself: no client, so no @token to present.
+KIT_TRIGGERS = frozenset({"schedule", "manual"})
+# ASGI scope key the sink fills with the run's executionId.
+INVOKE_EXECUTION = "hoodyexec.execution_id"
 GRACE = 1.0  # seconds past @timeout for the response to be written
 
 
@@ -75,7 +81,8 @@ class Invoker:
             "server": ("127.0.0.1", 0),
             INVOKE_TARGET: (inst, hostname, call.trigger),
         }
-        return await _run(self.app, scope, call.body, call.limit, deadline)
+        result = await _run(self.app, scope, call.body, call.limit, deadline)
+        return msgspec.structs.replace(result, execution_id=scope.get(INVOKE_EXECUTION, ""))
 
 
 async def _run(

@@ -154,6 +154,13 @@ _TABLE: dict[str, tuple[Callable[[str], Any], str, str, str, Any]] = {
         "*/5 * * * *",
         None,
     ),
+    "schedule-overlap": (
+        _choice("skip", "allow"),
+        "skip | allow",
+        "A tick due while the previous scheduled run still runs: skipped (default) or run.",
+        "allow",
+        "skip",
+    ),
     "token": (
         _token,
         "string | env:NAME",
@@ -220,6 +227,7 @@ class Magic(msgspec.Struct, frozen=True):
     cors: list[str] | None = None
     timeout: int = 30000
     schedule: str | None = None
+    schedule_overlap: str = "skip"
     token: str | None = None
     websocket: bool = False
     log_level: str = "debug"

@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import falcon.asgi
 
@@ -35,6 +35,12 @@ Broadcast = Callable[[protocol.Topic], Awaitable[list[int]]]
 log = logging.getLogger("hoodyexec.management")
 
 
+class Service(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self, drain: float = 0.0) -> None: ...
+
+
 @dataclass
 class Context:
     started: float
@@ -54,6 +60,11 @@ class Context:
     check_dependencies: Callable[[str], dict[str, Any]] | None = None
     # Every declared endpoint a feature registered, with its handler (in order).
     routes: list[tuple[Endpoint, Handler]] = field(default_factory=list)
+    # Told of every management change to scripts (scope, paths), before workers are.
+    on_change: list[Callable[[Scope, tuple[str, ...]], None]] = field(default_factory=list)
+    # Background work a feature runs in the control worker (the scheduler):
+    # started once the control socket serves, stopped before it closes.
+    services: list[Service] = field(default_factory=list)
 
     async def invalidated(self, scope: Scope, *paths: str) -> None:
         """Files of ``scope`` changed (paths relative to it; none: anything may
@@ -65,6 +76,11 @@ class Context:
         folder holding them all. The change is done either way, so a failure to
         tell is logged, never the caller's error.
         """
+        for listener in self.on_change:
+            try:
+                listener(scope, paths)
+            except Exception:  # noqa: BLE001 - the write itself succeeded
+                log.exception("a change listener failed")
         if self.broadcast is None:
             return
         path = paths[0] if len(paths) == 1 else os.path.commonpath(paths) if paths else None

@@ -23,6 +23,7 @@ from hoodyexec.features.openapi import api as openapi
 from hoodyexec.features.openapi.reference import ENDPOINTS
 from hoodyexec.features.packages import api as packages
 from hoodyexec.features.routes import api as routes
+from hoodyexec.features.schedules import api as schedules
 from hoodyexec.features.scripts import api as scripts
 from hoodyexec.features.state import api as state
 from hoodyexec.features.system import api as system
@@ -30,14 +31,25 @@ from hoodyexec.features.templates import api as templates
 from hoodyexec.features.validate import api as validate
 from hoodyexec.home import Home
 from hoodyexec.http import auth, endpoint, errors
-from hoodyexec.http.context import Broadcast, Context, Invoke, WorkerPids
+from hoodyexec.http.context import Broadcast, Context, Invoke, Service, WorkerPids
 from hoodyexec.storage.base import SharedStore
 
 HEALTH_PATH = auth.HEALTH_PATH
 
 # Each capability is one folder under features/; its register(app, ctx) is all
 # the management app knows of it.
-FEATURES = (system, state, scripts, magic, routes, templates, validate, packages, openapi)
+FEATURES = (
+    system,
+    state,
+    scripts,
+    magic,
+    routes,
+    templates,
+    validate,
+    packages,
+    schedules,
+    openapi,
+)
 
 
 class TokenAuth:
@@ -109,6 +121,7 @@ def create_management(
     invoke: Invoke | None = None,
     broadcast: Broadcast | None = None,
     settings: Settings | None = None,
+    services: list[Service] | None = None,
 ) -> endpoint.FalconApp:
     """The management app: token check, then every feature's routes."""
     ctx = Context(
@@ -130,6 +143,8 @@ def create_management(
     errors.install(app)
     for feature in FEATURES:
         feature.register(app, ctx)
+    if services is not None:  # the control worker starts and stops them
+        services.extend(ctx.services)
     endpoint.mount(app, ctx.routes)
     # falcon types a sink's resp as Response | None (None only for a WebSocket,
     # which never reaches this app): _unknown takes a Response.

@@ -32,7 +32,7 @@ from hoodyexec.engine.executor import (
     leave_forked_child,
 )
 from hoodyexec.engine.hosts import HOST_CACHE, HostMap
-from hoodyexec.engine.invoke import INVOKE_TARGET
+from hoodyexec.engine.invoke import INVOKE_EXECUTION, INVOKE_TARGET, KIT_TRIGGERS
 from hoodyexec.engine.runtime import AI, Metadata, Req, Res, Shared
 from hoodyexec.errors import HoodyError
 from hoodyexec.http import errors
@@ -149,7 +149,11 @@ class ScriptsSink:
         # A run without HTTP (route/test, schedules) names its target in the
         # scope, whatever Host header it carries; PERF: otherwise one dict hit
         # per request once a Host has been seen (no regex, no stat).
-        target = req.scope.get(INVOKE_TARGET) or self._by_host.get(host)
+        target = req.scope.get(INVOKE_TARGET)
+        if target is not None:
+            req.scope[INVOKE_EXECUTION] = execution_id  # the asker learns the run's id
+        else:
+            target = self._by_host.get(host)
         if target is None:
             target = self._target_for(host)
             if target is None:
@@ -182,7 +186,13 @@ class ScriptsSink:
                 return _json(resp, 404, {"error": f"No script at {path}", "path": path})
             if magic.cors is not None and self._cors(req, resp, magic.cors, method, script):
                 return None
-            if magic.token is not None and not _token_ok(req, magic.token):
+            # The kit's own runs (schedules, their manual trigger) carry no token;
+            # schedules/trigger refuses @token scripts unless forced instead.
+            if (
+                magic.token is not None
+                and trigger not in KIT_TRIGGERS
+                and not _token_ok(req, magic.token)
+            ):
                 resp.set_header("WWW-Authenticate", "Bearer")
                 return _json(
                     resp,

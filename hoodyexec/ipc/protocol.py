@@ -116,6 +116,7 @@ class InvokeResult(msgspec.Struct, tag=True, frozen=True, rename="camel"):
     truncated: bool = False
     timed_out: bool = False
     duration_ms: float = 0.0
+    execution_id: str = ""  # the run's executionId, as in the script's log
 
 
 Answer = WorkerStatus | InvokeResult

@@ -20,7 +20,7 @@ from .base import Change, SharedStore, T
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -32,6 +32,28 @@ _MIGRATIONS: dict[int, str] = {
             hostname TEXT PRIMARY KEY,
             doc      TEXT NOT NULL,
             version  INTEGER NOT NULL DEFAULT 0
+        );
+    """,
+    # Schedules: one claim per (script, due tick) -- the exactly-once guarantee --
+    # and when each schedule was first registered with its expression.
+    2: """
+        CREATE TABLE IF NOT EXISTS schedule_fires (
+            script      TEXT NOT NULL,
+            tick        INTEGER NOT NULL,
+            run_id      TEXT NOT NULL,
+            status      TEXT NOT NULL,
+            owner       INTEGER NOT NULL,
+            claimed_at  REAL NOT NULL,
+            finished_at REAL,
+            duration_ms REAL,
+            error       TEXT,
+            PRIMARY KEY (script, tick)
+        );
+        CREATE INDEX IF NOT EXISTS schedule_fires_status ON schedule_fires (status);
+        CREATE TABLE IF NOT EXISTS schedules (
+            script        TEXT PRIMARY KEY,
+            expression    TEXT NOT NULL,
+            registered_at REAL NOT NULL
         );
     """,
 }

@@ -82,22 +82,6 @@ class UserOpenAPISchemaQuery(Fields):
     aliases: ClassVar[dict[str, str]] = {"path": "file"}
 
 
-class SchedulesReload(Fields):
-    dry_run: bool = False
-
-
-class SchedulesHistoryQuery(Fields):
-    scriptPath: str | None = None  # noqa: N815
-    since: str | None = None
-    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
-    includeRotated: bool = False  # noqa: N815
-
-
-class SchedulesTrigger(Fields):
-    scriptPath: str  # noqa: N815
-    force: bool = False
-
-
 class SdkImport(Fields):
     execId: str  # noqa: N815
     source_url: str
@@ -157,17 +141,6 @@ PLANNED: tuple[Endpoint, ...] = (
         "Validate User Schema",
         "openapi",
         AnyObject,
-        required=True,
-    ),
-    _ep("GET", "schedules/list", "List Schedules", "schedules"),
-    _ep("POST", "schedules/reload", "Reload Schedules", "schedules", SchedulesReload),
-    _ep("GET", "schedules/history", "Schedule History", "schedules", query=SchedulesHistoryQuery),
-    _ep(
-        "POST",
-        "schedules/trigger",
-        "Trigger Schedule",
-        "schedules",
-        SchedulesTrigger,
         required=True,
     ),
     _ep("DELETE", "sdk/{id}", "Delete S D K", "sdk"),
