@@ -65,6 +65,7 @@ def test_schema_lists_every_name():
         "cors",
         "timeout",
         "schedule",
+        "schedule-overlap",
         "token",
         "websocket",
         "log-level",
@@ -96,3 +97,12 @@ def test_magic_rewrite_refuses_unsafe_text_directly():
     # the string form still splits on ordinary line breaks
     out = magic.rewrite("return 1\n", "# @timeout 5\r\n# @mode thread")
     assert out == "# @timeout 5\n# @mode thread\nreturn 1\n"
+
+
+def test_schedule_overlap_is_validated_like_every_magic_comment():
+    found, errors = magic.parse("# @schedule * * * * *\n# @schedule-overlap Allow\n")
+    assert found.schedule_overlap == "allow" and not errors
+    found, errors = magic.parse("# @schedule-overlap sometimes\n")
+    assert found.schedule_overlap == "skip"
+    (error,) = errors
+    assert error.line == 1 and "skip, allow" in error.message

@@ -50,8 +50,14 @@ def test_document_is_valid_and_describes_every_reference_endpoint(app):
     mode = next(p for p in listing["parameters"] if p["name"] == "mode")
     assert set(mode["schema"]["anyOf"][0]["enum"]) == {"auto", "inline", "thread"}
     # endpoints not built yet keep their documented parameters and bodies
+    sdk = doc["paths"]["/api/v1/exec/sdk/import"]["post"]
+    assert sdk["x-implemented"] is False and set(sdk["responses"]) == {"501"}
+    assert body_of(sdk)["required"] == ["execId", "source_url"]
+    stream = doc["paths"]["/api/v1/exec/logs/stream"]["get"]
+    assert {p["name"] for p in stream["parameters"]} == {"file", "follow"}
+    # built ones: their own declarations, with the statuses they answer
     trigger = doc["paths"]["/api/v1/exec/schedules/trigger"]["post"]
-    assert trigger["x-implemented"] is False and set(trigger["responses"]) == {"501"}
+    assert trigger["x-implemented"] is True and {"200", "403", "404"} <= set(trigger["responses"])
     assert body_of(trigger)["required"] == ["scriptPath"]
     history = doc["paths"]["/api/v1/exec/schedules/history"]["get"]
     assert {p["name"] for p in history["parameters"]} == {
