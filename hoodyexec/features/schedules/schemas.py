@@ -56,10 +56,9 @@ TRIGGER = Endpoint(
     "schedules",
     body=SchedulesTrigger,
     responses={
-        200: "Ran (the run's own status is in the answer)",
+        200: "Ran, or tried to: the run's status (ok, error, timeout) is in the answer",
         400: "Bad body",
         403: "Path is excluded from access, or the script has @token (force: true runs it)",
         404: "No script with a valid @schedule at that path",
-        503: "No request worker to run it",
     },
 )
