@@ -127,6 +127,25 @@ class Settings(msgspec.Struct, rename="kebab", forbid_unknown_fields=True, kw_on
             description="Regex on the Host header with groups subdomain and execId (unmatched: default/1)."
         ),
     ] = r"^(?:(?P<subdomain>[A-Za-z0-9_-]+)\.)?exec-(?P<execId>[A-Za-z0-9_-]+)(?:[.:]|$)"
+    log_max_bytes: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            description="Size in bytes at which a log file under <home>/logs is rotated "
+            "(file.log → file.log.1 ...; 0 = never).",
+        ),
+    ] = 10 * 1024 * 1024
+    log_backups: Annotated[
+        int, msgspec.Meta(ge=1, le=100, description="Rotated files kept per log (file.log.1..N).")
+    ] = 5
+    slow_request_ms: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            description="A script execution running longer than this gets its stack written to "
+            "logs/slow.log once (0 = off).",
+        ),
+    ] = 5000
     schedule_catch_up: Annotated[
         bool,
         msgspec.Meta(

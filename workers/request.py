@@ -40,7 +40,7 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
     sink = ScriptsSink(
         catalog,
         shared,
-        logs.LogBook(home.logs),
+        logs.LogBook(home.logs, settings.log_max_bytes, settings.log_backups),
         executor,
         hosts=hosts,
         max_body=settings.max_body_size,

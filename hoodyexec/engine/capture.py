@@ -14,13 +14,16 @@ into pool threads).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime
+import fcntl
 import io
 import logging
 import os
 import sys
 import threading
+import time
 import traceback
 from collections import OrderedDict
 from typing import Any, TextIO
@@ -33,24 +36,69 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class ScriptLog:
-    """Append-only log file of one script (shared by every worker)."""
+class AppendLog:
+    """An append-only log file shared by every process of the kit, rotated by size.
 
-    __slots__ = ("path", "_fd", "_lock")
+    Each entry is one ``O_APPEND`` ``write``, so lines from several processes
+    never interleave. At most once a second (and on first use) a writer checks
+    the path: when the file is at or over ``max_bytes`` it rotates it
+    (``x.log`` → ``x.log.1`` → ... → ``x.log.<backups>``, the oldest dropped)
+    under an ``flock``, and a writer whose file was rotated, removed or replaced
+    by another process reopens the path. So nothing grows past about
+    ``max_bytes`` plus a second's worth of lines, and no check costs a syscall
+    per line. ``max_bytes`` 0 turns rotation off.
+    """
 
-    def __init__(self, path: str) -> None:
+    __slots__ = ("path", "max_bytes", "backups", "_fd", "_lock", "_checked")
+
+    CHECK_EVERY = 1.0  # seconds
+
+    def __init__(self, path: str, max_bytes: int = 0, backups: int = 5) -> None:
         self.path = path
+        self.max_bytes = max_bytes
+        self.backups = max(1, backups)
         self._fd: int | None = None
         self._lock = threading.Lock()
+        self._checked = 0.0
 
-    def write(self, level: int, execution_id: str, message: str) -> None:
-        line = f"{_now()} {_NAMES.get(level, 'INFO'):<5} [{execution_id}] {message.rstrip()}\n"
-        data = line.encode("utf-8", "replace")
+    def write_bytes(self, data: bytes) -> None:
         with self._lock:
-            if self._fd is None or not os.path.exists(self.path):
-                self._reopen()
+            now = time.monotonic()
+            if self._fd is None or now - self._checked >= self.CHECK_EVERY:
+                self._checked = now
+                self._check()
             assert self._fd is not None
             os.write(self._fd, data)
+
+    def _check(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._reopen()
+            return
+        if self._fd is None or os.fstat(self._fd).st_ino != st.st_ino:
+            self._reopen()
+        if self.max_bytes and st.st_size >= self.max_bytes:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        assert self._fd is not None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # another process is rotating it now
+        try:
+            st = os.stat(self.path)
+            if st.st_ino == os.fstat(self._fd).st_ino and st.st_size >= self.max_bytes:
+                for n in range(self.backups, 1, -1):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.replace(f"{self.path}.{n - 1}", f"{self.path}.{n}")
+                os.replace(self.path, f"{self.path}.1")
+        except FileNotFoundError:
+            pass
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._reopen()
 
     def _reopen(self) -> None:
         if self._fd is not None:
@@ -66,14 +114,24 @@ class ScriptLog:
                 self._fd = None
 
 
+class ScriptLog(AppendLog):
+    """The log file of one script: ``<time> <LEVEL> [<executionId>] <message>`` lines."""
+
+    __slots__ = ()
+
+    def write(self, level: int, execution_id: str, message: str) -> None:
+        line = f"{_now()} {_NAMES.get(level, 'INFO'):<5} [{execution_id}] {message.rstrip()}\n"
+        self.write_bytes(line.encode("utf-8", "replace"))
+
+
 # Log files kept open per process, least recently opened first: an instance with
 # thousands of chatty scripts must not run the process out of file descriptors.
 MAX_OPEN_LOGS = 256
-_open_logs: OrderedDict[int, ScriptLog] = OrderedDict()
+_open_logs: OrderedDict[int, AppendLog] = OrderedDict()
 _open_lock = threading.Lock()
 
 
-def _remember_open(log: ScriptLog) -> None:
+def _remember_open(log: AppendLog) -> None:
     with _open_lock:
         _open_logs[id(log)] = log
         _open_logs.move_to_end(id(log))
@@ -252,10 +310,13 @@ def finish(console: Console) -> None:
 
 
 class LogBook:
-    """Opens and caches the ``ScriptLog`` of each script of a process."""
+    """Opens and caches the ``ScriptLog`` of each script of a process (rotated at
+    ``max_bytes`` into ``backups`` files)."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, max_bytes: int = 0, backups: int = 5) -> None:
         self.root = root
+        self.max_bytes = max_bytes
+        self.backups = backups
         self._logs: dict[str, ScriptLog] = {}
 
     def for_script(self, subdomain: str, exec_id: str, rel: str) -> ScriptLog:
@@ -264,6 +325,8 @@ class LogBook:
         if log is None:
             name = rel[:-3] if rel.endswith(".py") else rel
             log = self._logs[key] = ScriptLog(
-                os.path.join(self.root, subdomain, exec_id, name + ".log")
+                os.path.join(self.root, subdomain, exec_id, name + ".log"),
+                self.max_bytes,
+                self.backups,
             )
         return log
