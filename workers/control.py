@@ -122,6 +122,7 @@ class ControlWorker:
                 broadcast=broadcast,
                 settings=self.settings,
                 services=services,
+                gather=server.gather,
             )
             await server.start()
             for service in services:  # the scheduler

@@ -29,6 +29,7 @@ from gunicorn.workers.workertmp import WorkerTmp
 
 from hoodyexec import config
 from hoodyexec.config import Settings
+from hoodyexec.engine import metrics
 from hoodyexec.errors import ConfigError
 from hoodyexec.home import Home
 from hoodyexec.http.endpoint import FalconApp
@@ -183,6 +184,7 @@ class HoodyArbiter(Arbiter):
         self.retired: list[_Control] = []
         self.started = time.time()
         self._stopping = False
+        self._reloaded: set[int] = set()  # request workers a reload replaces
         super().__init__(app)
 
     @property
@@ -266,9 +268,11 @@ class HoodyArbiter(Arbiter):
         # ready; afterwards a dead control worker is simply replaced.
         if code == self.CONTROL_BOOT_ERROR and not ctl.ready and not self._stopping:
             raise HaltServer("Control worker failed to boot.", self.CONTROL_BOOT_ERROR)
+        metrics.mark_dead(ctl.pid)
         if not self._stopping:
             how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             self.log.error("Control worker (pid:%s) exited (%s); respawning", ctl.pid, how)
+            metrics.count_recycle("control")
 
     def kill_control(self, sig: int, pid: int | None = None) -> None:
         pid = pid or self.control_pid
@@ -298,6 +302,17 @@ class HoodyArbiter(Arbiter):
 
     def reap_workers(self) -> None:
         self.reap_control()
+        existed = dict(self.WORKERS)
+        try:
+            self._reap_request_workers()
+        finally:
+            for pid in existed.keys() - self.WORKERS.keys():
+                metrics.mark_dead(pid)
+                if not self._stopping and pid not in self._reloaded:
+                    metrics.count_recycle("request")
+                self._reloaded.discard(pid)
+
+    def _reap_request_workers(self) -> None:
         while True:
             before = dict(self.WORKERS)
             try:
@@ -322,6 +337,7 @@ class HoodyArbiter(Arbiter):
         self.reap_control()
 
     def handle_hup(self) -> None:
+        self._reloaded.update(self.WORKERS)  # replaced by the reload, not recycled
         super().handle_hup()
         # Replace the control worker too. The successor binds the socket path;
         # the predecessor keeps serving until the successor reports ready, then
@@ -367,7 +383,11 @@ def serve(settings: Settings, args: Any = None) -> None:
         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
     )
     home = Home(settings.home)
-    if home.prepare():
+    prepared = home.prepare()
+    # Before anything forks or imports prometheus-client: every process writes
+    # its metrics into <home>/run/metrics, emptied here (a new kit, new counters).
+    metrics.prepare_dir(home.metrics)
+    if prepared:
         logging.getLogger("hoodyexec.master").info(
             "seeded example scripts in %s", home.instance_dir()
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 
 from hoodyexec.config import Settings
 from hoodyexec.engine import capture as logs
@@ -18,12 +19,22 @@ from hoodyexec.engine.catalog import Catalog
 from hoodyexec.engine.executor import Executor, guard_forks
 from hoodyexec.engine.hosts import HostMap
 from hoodyexec.engine.invoke import Invoker
+from hoodyexec.engine.metrics import Flusher
+from hoodyexec.engine.monitor import Monitor, SlowLog, flush_loop
 from hoodyexec.home import Home
 from hoodyexec.http.endpoint import FalconApp
 from hoodyexec.http.gateway import create_gateway
 from hoodyexec.http.router import table_for
 from hoodyexec.http.sink import ScriptsSink, invoke_app
-from hoodyexec.ipc.protocol import ClearCache, Invalidate, Invoke, PackagesChanged, Reload
+from hoodyexec.ipc.protocol import (
+    ClearCache,
+    Invalidate,
+    Invoke,
+    MonitorQuery,
+    PackagesChanged,
+    Reload,
+    WorkerMonitor,
+)
 from hoodyexec.storage import sqlite
 
 
@@ -37,6 +48,7 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
     shared = sqlite.SqliteStore(home.db)
     executor = Executor(threads=settings.threads, threshold=settings.inline_threshold_ms / 1000.0)
     hosts = HostMap(settings.host_pattern)
+    monitor = Monitor(home.scripts)
     sink = ScriptsSink(
         catalog,
         shared,
@@ -46,7 +58,35 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
         max_body=settings.max_body_size,
         max_concurrency=settings.max_concurrency,
         default_timeout_ms=settings.script_timeout,
+        monitor=monitor,
     )
+    flush = Flusher(monitor)
+    slow = SlowLog(
+        monitor,
+        os.path.join(home.logs, "slow.log"),
+        settings.slow_request_ms / 1000.0,
+        os.getpid(),
+        settings.log_max_bytes,
+        settings.log_backups,
+    )
+    background: list[asyncio.Task[None]] = []
+
+    def stop_monitoring() -> None:
+        slow.stop()
+        for task in background:
+            task.cancel()
+        flush()  # the last second's counts
+
+    def monitoring(query: MonitorQuery) -> WorkerMonitor:
+        return WorkerMonitor(
+            pid=os.getpid(),
+            started=monitor.started,
+            calls=monitor.calls,
+            active=monitor.snapshot_active(query.stacks),
+            scripts=monitor.snapshot_scripts(query.since, query.samples),
+            rate1m=monitor.rate1m(),
+            instances=len(catalog.instances),
+        )
 
     def invalidate(notice: Invalidate) -> None:
         catalog.refresh()  # what inotify queued first, so the notice has the last word
@@ -74,6 +114,9 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
         guard_forks()
         logs.install_capture()
         executor.start(asyncio.get_running_loop())
+        slow.pid = os.getpid()
+        slow.start()
+        background.append(asyncio.get_running_loop().create_task(flush_loop(flush)))
         # Everything loaded so far lives as long as the worker: keep it out of
         # the collector's generations (cheaper collections, less copy-on-write).
         gc.freeze()
@@ -89,8 +132,8 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
             Reload: reload,
             PackagesChanged: packages_changed,
         },
-        on_query={Invoke: Invoker(invoke_app(sink), catalog)},
+        on_query={Invoke: Invoker(invoke_app(sink), catalog), MonitorQuery: monitoring},
         on_startup=[start],
-        on_shutdown=[shared.close, catalog.close],
+        on_shutdown=[shared.close, catalog.close, stop_monitoring],
         token=settings.token,
     )

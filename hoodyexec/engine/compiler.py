@@ -127,6 +127,7 @@ class Script:
         "guarded",
         "log_min",
         "log",
+        "access_log",
     )
 
     def __init__(self, path: str, rel: str, identity: tuple[int, int, int], source: str) -> None:
@@ -144,6 +145,7 @@ class Script:
         self.guarded = False  # any of @enabled false / @cors / @token: checked per request
         self.log_min = 10
         self.log: Any = None  # the script's ScriptLog, set on first use
+        self.access_log = False  # @log-level / @log-request-body: one access line per request
 
     def entry_for(self, method: str) -> Entry | None:
         if self.shape != "methods":
@@ -467,6 +469,7 @@ def load(
         )
     script.magic = magic
     script.guarded = (not magic.enabled) or magic.cors is not None or magic.token is not None
+    script.access_log = "log-level" in magic.raw or magic.log_request_body
     script.log_min = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "off": 100}[
         magic.log_level
     ]

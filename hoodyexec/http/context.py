@@ -29,6 +29,7 @@ from hoodyexec.storage.base import SharedStore
 WorkerPids = Callable[[], Awaitable[list[int]]]
 # Run a script in a request worker: (invoke request, pid to avoid) → its answer.
 Invoke = Callable[[protocol.Invoke, int], Awaitable[protocol.InvokeResult]]
+Gather = Callable[[protocol.Topic, float], Awaitable[list[protocol.Reply]]]
 # Tell every request worker (ControlServer.broadcast); the pids that applied it.
 Broadcast = Callable[[protocol.Topic], Awaitable[list[int]]]
 
@@ -55,6 +56,11 @@ class Context:
     invoke: Invoke | None = None
     broadcast: Broadcast | None = None
     settings: Settings | None = None
+    # Ask every linked request worker (ControlServer.gather): (topic, timeout) → replies.
+    gather: Gather | None = None
+    # Figures a feature offers the others without being imported (the scheduler's
+    # "cron" summary for monitor/stats): name → function returning JSON-able data.
+    facts: dict[str, Callable[[], Any]] = field(default_factory=dict)
     # The static import check of a script (the validate feature's), for features
     # that need it without importing that feature.
     check_dependencies: Callable[[str], dict[str, Any]] | None = None

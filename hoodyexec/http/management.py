@@ -19,6 +19,7 @@ from hoodyexec.engine.hosts import HostMap
 from hoodyexec.engine.store import ScriptStore
 from hoodyexec.errors import MethodNotAllowed, NotFound, NotImplementedYet
 from hoodyexec.features.magic import api as magic
+from hoodyexec.features.monitor import api as monitor
 from hoodyexec.features.openapi import api as openapi
 from hoodyexec.features.openapi.reference import ENDPOINTS
 from hoodyexec.features.packages import api as packages
@@ -31,7 +32,7 @@ from hoodyexec.features.templates import api as templates
 from hoodyexec.features.validate import api as validate
 from hoodyexec.home import Home
 from hoodyexec.http import auth, endpoint, errors
-from hoodyexec.http.context import Broadcast, Context, Invoke, Service, WorkerPids
+from hoodyexec.http.context import Broadcast, Context, Gather, Invoke, Service, WorkerPids
 from hoodyexec.storage.base import SharedStore
 
 HEALTH_PATH = auth.HEALTH_PATH
@@ -48,6 +49,7 @@ FEATURES = (
     validate,
     packages,
     schedules,
+    monitor,
     openapi,
 )
 
@@ -122,6 +124,7 @@ def create_management(
     broadcast: Broadcast | None = None,
     settings: Settings | None = None,
     services: list[Service] | None = None,
+    gather: Gather | None = None,
 ) -> endpoint.FalconApp:
     """The management app: token check, then every feature's routes."""
     ctx = Context(
@@ -137,6 +140,7 @@ def create_management(
         invoke=invoke,
         broadcast=broadcast,
         settings=settings,
+        gather=gather,
         check_dependencies=_dependency_check(),
     )
     app = falcon.asgi.App(middleware=[TokenAuth(token)])

@@ -13,6 +13,7 @@ import inspect
 import itertools
 import logging
 import os
+import time
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -21,7 +22,7 @@ import falcon
 import falcon.asgi
 import msgspec
 
-from hoodyexec.engine.capture import Console, LogBook, current, finish
+from hoodyexec.engine.capture import AppendLog, Console, LogBook, current, finish
 from hoodyexec.engine.catalog import Catalog
 from hoodyexec.engine.compiler import Script, ScriptLoadError
 from hoodyexec.engine.executor import (
@@ -33,6 +34,7 @@ from hoodyexec.engine.executor import (
 )
 from hoodyexec.engine.hosts import HOST_CACHE, HostMap
 from hoodyexec.engine.invoke import INVOKE_EXECUTION, INVOKE_TARGET, KIT_TRIGGERS
+from hoodyexec.engine.monitor import Monitor
 from hoodyexec.engine.runtime import AI, Metadata, Req, Res, Shared
 from hoodyexec.errors import HoodyError
 from hoodyexec.http import errors
@@ -100,6 +102,14 @@ def _next_or_sentinel(it: Iterator[Any]) -> Any:
     return next(it, _SENTINEL)
 
 
+class _Inst:
+    __slots__ = ("subdomain", "exec_id")
+
+    def __init__(self, subdomain: str, exec_id: str) -> None:
+        self.subdomain = subdomain
+        self.exec_id = exec_id
+
+
 class ScriptsSink:
     """Falcon sink for every path that is not the kit's own."""
 
@@ -115,8 +125,12 @@ class ScriptsSink:
         max_concurrency: int = 512,
         default_timeout_ms: int = 30000,
         trigger: str = "http",
+        monitor: Monitor | None = None,
     ) -> None:
         self.catalog = catalog
+        self.monitor = monitor or Monitor()
+        # Access logs, one per instance: <logs>/<subdomain>-<execId>.log.
+        self._access_logs: dict[tuple[str, str], AppendLog] = {}
         self.shared = shared
         self.logbook = logbook
         self.executor = executor
@@ -137,6 +151,11 @@ class ScriptsSink:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: Any
     ) -> None:
         execution_id = f"{self._prefix}{next(self._ids):07x}"
+        # Every answer names its execution (errors and streams included): the id
+        # every log line of the run carries. PERF: falcon's own header dict.
+        resp._headers["x-execution-id"] = execution_id
+        monitor = self.monitor
+        monitor.calls += 1
         catalog = self.catalog
         catalog.refresh()
         # PERF: falcon's own table of the request's headers (falcon is pinned;
@@ -254,6 +273,26 @@ class ScriptsSink:
         res = Res() if entry.needs_res else None
         timeout = magic.timeout / 1000.0
 
+        mode = magic.mode
+        run_mode = (
+            "async"
+            if entry.is_async
+            else "thread"
+            if mode == "thread" or (mode == "auto" and script.offloaded)
+            else "inline"
+        )
+        started = time.monotonic()
+        monitor.active[execution_id] = (
+            execution_id,
+            script.path,
+            method,
+            path,
+            time.time(),
+            started,
+            asyncio.current_task() if entry.is_async else None,
+            script.path,
+            run_mode,
+        )
         self.inflight += 1
         token = current.set(console)
         streaming = False
@@ -300,15 +339,15 @@ class ScriptsSink:
                 except HoodyError as exc:
                     exc.extra["executionId"] = execution_id
                     return _json(resp, exc.status, exc.to_dict())
-            mode = magic.mode
-            if entry.is_async:
+            if run_mode == "async":
                 result = await self.executor.run_async(entry.fn, args, kwargs, timeout)
-            elif mode == "thread" or (mode == "auto" and script.offloaded):
+            elif run_mode == "thread":
                 result = await self.executor.run_thread(entry.fn, args, kwargs, timeout)
             else:  # inline sync: no extra coroutine on the hot path
                 result, held = self.executor.run_inline(entry.fn, args, kwargs, timeout)
                 if held > self.executor.threshold and mode == "auto":
                     self._offload(script, held, console)
+                    monitor.offloaded(script.path)
             if res is not None and (res.used or result is res):
                 streaming = await self._render(req, resp, result, res, script, console, timeout)
             elif type(result) is dict or type(result) is list:
@@ -360,9 +399,66 @@ class ScriptsSink:
             if not streaming:
                 finish(console)
                 self.inflight -= 1
+                del monitor.active[execution_id]
+                status = resp.status
+                code = status if isinstance(status, int) else int(status[:3])
+                data = resp.data
+                nbytes = len(data) if data else 0
+                monitor.done(script.path, run_mode, code, nbytes, time.monotonic() - started)
+                if script.access_log:
+                    self._access(
+                        inst, execution_id, method, path, route.file, code, started, nbytes
+                    )
             if forked_child():
                 leave_forked_child()
         return None
+
+    def _access(
+        self,
+        inst: Any,
+        execution_id: str,
+        method: str,
+        path: str,
+        script: str,
+        status: int,
+        started: float,
+        nbytes: int,
+    ) -> None:
+        """One JSON line in the instance's access log (scripts that opt in with
+        ``@log-level`` or ``@log-request-body``)."""
+        key = (inst.subdomain, inst.exec_id)
+        alog = self._access_logs.get(key)
+        if alog is None:
+            book = self.logbook
+            alog = self._access_logs[key] = AppendLog(
+                os.path.join(book.root, f"{key[0]}-{key[1]}.log"), book.max_bytes, book.backups
+            )
+        line = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+            "executionId": execution_id,
+            "method": method,
+            "path": path,
+            "script": script,
+            "status": status,
+            "durationMs": round((time.monotonic() - started) * 1000, 3),
+            "bytes": nbytes,
+        }
+        try:
+            alog.write_bytes(_json_encode(line) + b"\n")
+        except OSError:
+            log.warning("cannot write the access log of %s/%s", *key)
+
+    def _stream_done(self, script: Script, execution_id: str, nbytes: int) -> None:
+        active = self.monitor.active.pop(execution_id, None)
+        if active is None:
+            return
+        _, file, method, path, _, started, _, _, mode = active
+        self.monitor.done(file, mode, 200, nbytes, time.monotonic() - started)
+        if script.access_log:
+            rel = os.path.relpath(file, self.catalog.root).split(os.sep)
+            if len(rel) >= 3:
+                inst = _Inst(rel[0], rel[1])
+                self._access(inst, execution_id, method, path, script.rel, 200, started, nbytes)
 
     def _target_for(self, host: str) -> tuple[Any, str, str] | None:
         """The instance a Host names, if its folder exists (else None: a 404).
@@ -573,6 +669,8 @@ class ScriptsSink:
         token_console = console
         released = False
 
+        sent = 0
+
         def release() -> None:
             # Once, whether the stream ends, fails, or is dropped unstarted
             # (a client gone before the first byte): the slot must come back.
@@ -580,15 +678,19 @@ class ScriptsSink:
             if not released:
                 released = True
                 sink.inflight -= 1
+                sink._stream_done(script, token_console.execution_id, sent)
 
         async def body() -> AsyncIterator[bytes]:
+            nonlocal sent
             tok = current.set(token_console)
             in_script = False
             failed: BaseException | None = None
             try:
                 item = first
                 while item is not _SENTINEL:
-                    yield encode(item)
+                    chunk = encode(item)
+                    sent += len(chunk)
+                    yield chunk
                     in_script = True
                     item = await step()
                     in_script = False

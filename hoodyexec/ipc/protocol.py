@@ -81,6 +81,16 @@ class Status(msgspec.Struct, tag=True, frozen=True):
     """How is the worker? Answered with a ``WorkerStatus``."""
 
 
+class MonitorQuery(msgspec.Struct, tag=True, frozen=True, rename="camel"):
+    """What is the worker running, and its per-script figures? Answered with a
+    ``WorkerMonitor``. ``samples``: include recent latencies (since ``since``,
+    epoch seconds); ``stacks``: include each active execution's Python stack."""
+
+    samples: bool = False
+    since: float | None = None
+    stacks: bool = False
+
+
 class Invoke(msgspec.Struct, tag=True, frozen=True, forbid_unknown_fields=True, rename="camel"):
     """Run one script without HTTP (``route/test``); answered with an ``InvokeResult``."""
 
@@ -96,7 +106,7 @@ class Invoke(msgspec.Struct, tag=True, frozen=True, forbid_unknown_fields=True, 
     limit: int = 1024 * 1024  # bytes of the answer kept (then ``truncated``)
 
 
-Topic = Invalidate | ClearCache | Reload | PackagesChanged | Status | Invoke
+Topic = Invalidate | ClearCache | Reload | PackagesChanged | Status | MonitorQuery | Invoke
 
 
 # -- answers: what a reply carries ----------------------------------------------------
@@ -109,6 +119,41 @@ class WorkerStatus(msgspec.Struct, tag=True, frozen=True):
     tasks: int = 0  # asyncio tasks on the worker's loop
 
 
+class ActiveRequest(msgspec.Struct, frozen=True, rename="camel"):
+    execution_id: str
+    script: str  # "sub/execId/path.py"
+    method: str
+    path: str
+    started_at: float  # epoch seconds
+    elapsed_ms: float
+    mode: str = ""
+    stack: str | None = None
+
+
+class ScriptStats(msgspec.Struct, frozen=True, rename="camel"):
+    key: str
+    requests: int = 0
+    statuses: dict[str, int] = {}
+    timeouts: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    buckets: list[int] = []  # latency histogram (engine.monitor.BUCKETS, then +Inf)
+    last: float = 0.0
+    mode: str = ""
+    offloads: int = 0
+    samples: list[float] = []  # recent latencies in ms (when asked)
+
+
+class WorkerMonitor(msgspec.Struct, tag=True, frozen=True, rename="camel"):
+    pid: int
+    started: float
+    calls: int = 0
+    rate1m: float = 0.0  # executions per second over the last minute
+    instances: int = 0  # instances the worker holds in memory
+    active: list[ActiveRequest] = []
+    scripts: list[ScriptStats] = []
+
+
 class InvokeResult(msgspec.Struct, tag=True, frozen=True, rename="camel"):
     status: int
     headers: list[tuple[str, str]] = []
@@ -119,7 +164,7 @@ class InvokeResult(msgspec.Struct, tag=True, frozen=True, rename="camel"):
     execution_id: str = ""  # the run's executionId, as in the script's log
 
 
-Answer = WorkerStatus | InvokeResult
+Answer = WorkerStatus | WorkerMonitor | InvokeResult
 
 
 # -- link messages -------------------------------------------------------------------

@@ -7,9 +7,7 @@ folder declares these endpoints itself and the entry here goes.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
-
-import msgspec
+from typing import Any, ClassVar, Literal
 
 from hoodyexec.http.spec import Endpoint, Fields, Scoped
 
@@ -60,10 +58,6 @@ class LogsStreamQuery(Fields):
     file: str
     follow: bool = False
 
-
-class MonitorScriptsQuery(Fields):
-    limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
-    sort: str = "lastActivity"
 
 
 class UserOpenAPIListQuery(Scoped):
@@ -116,11 +110,6 @@ PLANNED: tuple[Endpoint, ...] = (
     _ep("POST", "logs/read", "Read Log", "logs", LogsRead),
     _ep("POST", "logs/search", "Search Logs", "logs", LogsSearch),
     _ep("GET", "logs/stream", "Stream Logs", "logs", query=LogsStreamQuery),
-    _ep("GET", "monitor/active-requests", "Get Active Requests", "monitor"),
-    _ep("POST", "monitor/script-performance", "Get Script Performance", "monitor", AnyObject),
-    _ep("GET", "monitor/stats", "Get Stats", "monitor"),
-    _ep("GET", "monitor/scripts", "List Monitor Scripts", "monitor", query=MonitorScriptsQuery),
-    _ep("GET", "monitor/metrics", "Prometheus Export", "monitor"),
     _ep(
         "POST",
         "user-openapi/generate",

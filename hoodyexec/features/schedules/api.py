@@ -249,6 +249,7 @@ def register(app: FalconApp, ctx: Context) -> None:
     service = SchedulesService(ctx)
     ctx.on_change.append(service.changed)
     ctx.services.append(service)
+    ctx.facts["cron"] = service.scheduler.summary
     api = SchedulesAPI(service)
     ctx.route(LIST, api.list)
     ctx.route(RELOAD, api.reload)

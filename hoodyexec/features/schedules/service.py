@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 from croniter import croniter
 
+from hoodyexec.engine import metrics
 from hoodyexec.ipc.protocol import Invoke, InvokeResult
 
 from . import registry
@@ -306,6 +307,8 @@ class Scheduler:
         if error:
             entry_line["error"] = error
         self.history.append(entry_line)
+        if trigger == "schedule":
+            metrics.count_fire(status)
         return dict(entry_line)
 
     def _record_lost(self, key: str, tick: int, run_id: str) -> None:
@@ -318,6 +321,15 @@ class Scheduler:
         )
 
     # -- views -------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """For monitor/stats: how many schedules, runs in flight, the next fire."""
+        due = min((s.next_due for s in self.slots.values()), default=None)
+        return {
+            "schedules": len(self.slots),
+            "running": sum(s.running for s in self.slots.values()),
+            "nextRun": iso(due) if due is not None else None,
+        }
+
     def listing(self) -> list[dict[str, Any]]:
         claims = self.claims.last()
         out = []

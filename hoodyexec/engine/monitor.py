@@ -1,0 +1,260 @@
+"""What a request worker knows about its script executions, for monitoring.
+
+Per request the sink does a dict insert when an execution starts and one
+``done`` call when it ends: counters, a fixed-bucket latency histogram and the
+last 1,024 samples per script, all in plain Python objects owned by the
+worker's event loop (no lock, no syscall). The control worker gathers these
+over the link (``MonitorQuery``) and sums them; ``flush_metrics`` copies the
+increments into prometheus-client's multiprocess files once a second, off the
+request path; a daemon thread writes the stack of any execution running past
+``slow-request-ms`` to ``slow.log``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import collections
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from hoodyexec.engine.capture import AppendLog
+from hoodyexec.ipc.protocol import ActiveRequest, ScriptStats
+
+# Upper bounds (seconds) of the latency histogram; the last bucket is +Inf.
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+SAMPLES = 1024
+
+# One in-flight execution: (executionId, script key, method, path, started wall
+# time, started monotonic, task or None, script file, mode).
+Active = tuple[str, str, str, str, float, float, Any, str, str]
+
+
+class Figures:
+    """Counters of one script in one worker."""
+
+    __slots__ = (
+        "key",
+        "requests",
+        "statuses",
+        "timeouts",
+        "bytes",
+        "seconds",
+        "buckets",
+        "last",
+        "mode",
+        "offloads",
+        "samples",
+    )
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.requests = 0
+        self.statuses: dict[int, int] = {}
+        self.timeouts = 0
+        self.bytes = 0
+        self.seconds = 0.0
+        self.buckets = [0] * (len(BUCKETS) + 1)
+        self.last = 0.0
+        self.mode = "inline"
+        self.offloads = 0
+        self.samples: collections.deque[tuple[float, float]] = collections.deque(maxlen=SAMPLES)
+
+    def stats(self, name: str, since: float | None, with_samples: bool) -> ScriptStats:
+        samples = (
+            [s for s in self.samples if since is None or s[0] >= since] if with_samples else []
+        )
+        return ScriptStats(
+            key=name,
+            requests=self.requests,
+            statuses={str(k): v for k, v in self.statuses.items()},
+            timeouts=self.timeouts,
+            bytes=self.bytes,
+            seconds=self.seconds,
+            buckets=list(self.buckets),
+            last=self.last,
+            mode=self.mode,
+            offloads=self.offloads,
+            samples=[round(ms, 3) for _, ms in samples],
+        )
+
+
+class Monitor:
+    """Figures are keyed by the script's file path; ``name`` turns it into the
+    ``sub/execId/path.py`` the API shows."""
+
+    def __init__(self, root: str = "") -> None:
+        self.root = root
+        self.started = time.time()
+        self.active: dict[str, Active] = {}
+        self.scripts: dict[str, Figures] = {}
+        self.calls = 0  # every request the sink saw, routed or not
+        # Executions finished per second over the last minute (a ring of 60).
+        self._window = [0] * 60
+        self._second = 0
+
+    def figures(self, key: str) -> Figures:
+        f = self.scripts.get(key)
+        if f is None:
+            f = self.scripts[key] = Figures(key)
+        return f
+
+    def done(self, key: str, mode: str, status: int, nbytes: int, seconds: float) -> None:
+        f = self.scripts.get(key)
+        if f is None:
+            f = self.scripts[key] = Figures(key)
+        f.requests += 1
+        f.statuses[status] = f.statuses.get(status, 0) + 1
+        if status == 504:
+            f.timeouts += 1
+        f.bytes += nbytes
+        f.seconds += seconds
+        f.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
+        now = time.time()
+        f.last = now
+        f.mode = mode
+        f.samples.append((now, seconds * 1000.0))
+        second = int(now)
+        if second != self._second:
+            self._advance(second)
+        self._window[second % 60] += 1
+
+    def _advance(self, second: int) -> None:
+        gap = min(60, second - self._second) if self._second else 60
+        for s in range(second - gap + 1, second + 1):
+            self._window[s % 60] = 0
+        self._second = second
+
+    def rate1m(self) -> float:
+        """Executions per second, averaged over the last 60 s."""
+        now = int(time.time())
+        if now != self._second:
+            self._advance(now)
+        return round(sum(self._window) / 60.0, 3)
+
+    def offloaded(self, key: str) -> None:
+        self.figures(key).offloads += 1
+
+    def name(self, file: str) -> str:
+        if not self.root:
+            return file
+        return os.path.relpath(file, self.root).replace(os.sep, "/")
+
+    def snapshot_scripts(self, since: float | None, samples: bool) -> list[ScriptStats]:
+        return [f.stats(self.name(k), since, samples) for k, f in list(self.scripts.items())]
+
+    def snapshot_active(self, stacks: bool = False) -> list[ActiveRequest]:
+        now = time.monotonic()
+        out = []
+        for eid, key, method, path, wall, mono, task, file, mode in list(self.active.values()):
+            out.append(
+                ActiveRequest(
+                    execution_id=eid,
+                    script=self.name(key),
+                    method=method,
+                    path=path,
+                    started_at=wall,
+                    elapsed_ms=round((now - mono) * 1000, 1),
+                    mode=mode,
+                    stack=stack_of(task, file) if stacks else None,
+                )
+            )
+        return out
+
+
+def stack_of(task: Any, file: str) -> str:
+    """The Python stack of an execution: every thread whose frames are in the
+    script's file (inline code on the loop, pool threads), else the task's
+    awaiting stack (async code)."""
+    parts = []
+    for ident, frame in sys._current_frames().items():
+        frames = traceback.extract_stack(frame)
+        if any(f.filename == file for f in frames):
+            name = next((t.name for t in threading.enumerate() if t.ident == ident), str(ident))
+            parts.append(f"Thread {name}:\n" + "".join(traceback.format_list(frames)))
+    if not parts and task is not None:
+        try:
+            awaiting = task.get_stack(limit=50)
+        except Exception:  # noqa: BLE001 - a task finishing as we look
+            awaiting = []
+        if awaiting:
+            summary = traceback.StackSummary.extract((f, f.f_lineno) for f in awaiting)
+            parts.append("Task:\n" + "".join(summary.format()))
+    return "\n".join(parts) or "(no frame of the script found: it is between steps)"
+
+
+class SlowLog:
+    """A daemon thread: executions running past ``threshold`` seconds get their
+    stack written once to ``slow.log`` (JSON lines)."""
+
+    def __init__(
+        self,
+        monitor: Monitor,
+        path: str,
+        threshold: float,
+        pid: int,
+        max_bytes: int = 0,
+        backups: int = 5,
+    ) -> None:
+        self.monitor = monitor
+        self.log = AppendLog(path, max_bytes, backups)
+        self.threshold = threshold
+        self.pid = pid
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hoodyexec-slowlog", daemon=True)
+
+    def start(self) -> None:
+        if self.threshold > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        interval = min(1.0, max(0.05, self.threshold / 4))
+        while not self._stop.wait(interval):
+            try:
+                self.check()
+            except Exception:  # noqa: BLE001 - never take the worker down
+                pass
+
+    def check(self) -> list[str]:
+        now = time.monotonic()
+        running = list(self.monitor.active.values())
+        live = {a[0] for a in running}
+        self.seen &= live
+        written = []
+        for eid, key, method, path, _, mono, task, file, mode in running:
+            if eid in self.seen or now - mono < self.threshold:
+                continue
+            self.seen.add(eid)
+            entry = {
+                "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "executionId": eid,
+                "script": self.monitor.name(key),
+                "method": method,
+                "path": path,
+                "mode": mode,
+                "elapsedMs": round((now - mono) * 1000, 1),
+                "pid": self.pid,
+                "stack": stack_of(task, file),
+            }
+            self.log.write_bytes(json.dumps(entry).encode() + b"\n")
+            written.append(eid)
+        return written
+
+
+async def flush_loop(flush: Callable[[], None], every: float = 1.0) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            flush()
+        except Exception:  # noqa: BLE001 - metrics must never stop a worker
+            pass
