@@ -127,6 +127,13 @@ class Settings(msgspec.Struct, rename="kebab", forbid_unknown_fields=True, kw_on
             description="Regex on the Host header with groups subdomain and execId (unmatched: default/1)."
         ),
     ] = r"^(?:(?P<subdomain>[A-Za-z0-9_-]+)\.)?exec-(?P<execId>[A-Za-z0-9_-]+)(?:[.:]|$)"
+    monitoring: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Record per-script figures, in-flight executions and Prometheus metrics "
+            "(monitor/*). Off only to measure what they cost."
+        ),
+    ] = True
     log_max_bytes: Annotated[
         int,
         msgspec.Meta(

@@ -58,7 +58,7 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
         max_body=settings.max_body_size,
         max_concurrency=settings.max_concurrency,
         default_timeout_ms=settings.script_timeout,
-        monitor=monitor,
+        monitor=monitor if settings.monitoring else None,
     )
     flush = Flusher(monitor)
     slow = SlowLog(

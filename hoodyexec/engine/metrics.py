@@ -33,7 +33,7 @@ def prepare_dir(path: str) -> None:
     os.environ[ENV] = path
     values = sys.modules.get("prometheus_client.values")
     if values is not None:  # imported already: its value class was chosen without the folder
-        values.ValueClass = values.get_value_class()
+        values.ValueClass = values.get_value_class()  # type: ignore[attr-defined]
 
 
 @cache

@@ -128,7 +128,8 @@ class ScriptsSink:
         monitor: Monitor | None = None,
     ) -> None:
         self.catalog = catalog
-        self.monitor = monitor or Monitor()
+        # None: monitoring off (the `monitoring` setting), nothing recorded.
+        self.monitor = monitor
         # Access logs, one per instance: <logs>/<subdomain>-<execId>.log.
         self._access_logs: dict[tuple[str, str], AppendLog] = {}
         self.shared = shared
@@ -155,7 +156,8 @@ class ScriptsSink:
         # every log line of the run carries. PERF: falcon's own header dict.
         resp._headers["x-execution-id"] = execution_id
         monitor = self.monitor
-        monitor.calls += 1
+        if monitor is not None:
+            monitor.calls += 1
         catalog = self.catalog
         catalog.refresh()
         # PERF: falcon's own table of the request's headers (falcon is pinned;
@@ -282,17 +284,18 @@ class ScriptsSink:
             else "inline"
         )
         started = time.monotonic()
-        monitor.active[execution_id] = (
-            execution_id,
-            script.path,
-            method,
-            path,
-            time.time(),
-            started,
-            asyncio.current_task() if entry.is_async else None,
-            script.path,
-            run_mode,
-        )
+        if monitor is not None:
+            monitor.active[execution_id] = (
+                execution_id,
+                script.path,
+                method,
+                path,
+                time.time(),
+                started,
+                asyncio.current_task() if entry.is_async else None,
+                script.path,
+                run_mode,
+            )
         self.inflight += 1
         token = current.set(console)
         streaming = False
@@ -347,7 +350,8 @@ class ScriptsSink:
                 result, held = self.executor.run_inline(entry.fn, args, kwargs, timeout)
                 if held > self.executor.threshold and mode == "auto":
                     self._offload(script, held, console)
-                    monitor.offloaded(script.path)
+                    if monitor is not None:
+                        monitor.offloaded(script.path)
             if res is not None and (res.used or result is res):
                 streaming = await self._render(req, resp, result, res, script, console, timeout)
             elif type(result) is dict or type(result) is list:
@@ -399,12 +403,16 @@ class ScriptsSink:
             if not streaming:
                 finish(console)
                 self.inflight -= 1
-                del monitor.active[execution_id]
-                status = resp.status
-                code = status if isinstance(status, int) else int(status[:3])
-                data = resp.data
-                nbytes = len(data) if data else 0
-                monitor.done(script.path, run_mode, code, nbytes, time.monotonic() - started)
+                if monitor is not None or script.access_log:
+                    status = resp.status
+                    code = status if isinstance(status, int) else int(status[:3])
+                    data = resp.data
+                    nbytes = len(data) if data else 0
+                    if monitor is not None:
+                        del monitor.active[execution_id]
+                        monitor.done(
+                            script.path, run_mode, code, nbytes, time.monotonic() - started
+                        )
                 if script.access_log:
                     self._access(
                         inst, execution_id, method, path, route.file, code, started, nbytes
@@ -449,16 +457,17 @@ class ScriptsSink:
             log.warning("cannot write the access log of %s/%s", *key)
 
     def _stream_done(self, script: Script, execution_id: str, nbytes: int) -> None:
-        active = self.monitor.active.pop(execution_id, None)
-        if active is None:
-            return
-        _, file, method, path, _, started, _, _, mode = active
-        self.monitor.done(file, mode, 200, nbytes, time.monotonic() - started)
-        if script.access_log:
-            rel = os.path.relpath(file, self.catalog.root).split(os.sep)
-            if len(rel) >= 3:
-                inst = _Inst(rel[0], rel[1])
-                self._access(inst, execution_id, method, path, script.rel, 200, started, nbytes)
+        monitor = self.monitor
+        active = monitor.active.pop(execution_id, None) if monitor is not None else None
+        if active is not None:
+            _, file, method, path, _, started, _, _, mode = active
+            assert monitor is not None
+            monitor.done(file, mode, 200, nbytes, time.monotonic() - started)
+            if script.access_log:
+                rel = os.path.relpath(file, self.catalog.root).split(os.sep)
+                if len(rel) >= 3:
+                    inst = _Inst(rel[0], rel[1])
+                    self._access(inst, execution_id, method, path, script.rel, 200, started, nbytes)
 
     def _target_for(self, host: str) -> tuple[Any, str, str] | None:
         """The instance a Host names, if its folder exists (else None: a 404).
