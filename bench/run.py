@@ -14,7 +14,9 @@
    atomically, then requested at once;
 3. throughput with 1,000 scripts in an instance (requests spread over all of
    them) against one script;
-4. idle request worker RSS and boot-to-healthy time.
+4. idle request worker RSS and boot-to-healthy time;
+5. what monitoring costs: the trivial script on the kit against the same kit
+   started with ``--no-monitoring``, as a duel like the others.
 
 Server processes are pinned to CPU 0 and wrk to CPU 1 (when there are two or
 more CPUs) to cut the noise of a shared machine.
@@ -129,7 +131,7 @@ class Server:
                 pass
 
 
-def kit_cmd(home: str, port: int, workers: int) -> list[str]:
+def kit_cmd(home: str, port: int, workers: int, *extra: str) -> list[str]:
     return [
         str(BIN / "hoodyexec"),
         "serve",
@@ -143,6 +145,7 @@ def kit_cmd(home: str, port: int, workers: int) -> list[str]:
         "warning",
         "--gunicorn-config",
         str(GUNICORN_CONF),
+        *extra,
     ]
 
 
@@ -282,9 +285,16 @@ def main() -> None:
             # compete with the kit's for the CPUs and skew its boot time.
             base = Server(baseline_cmd(bp, args.workers))
             lean = Server(baseline_cmd(lp, args.workers, "lean"))
-            servers += [base, lean]
+            # The same kit with monitoring off: what recording costs.
+            bare_home = Path(home) / "bare"
+            (bare_home / "scripts" / "default" / "1").mkdir(parents=True)
+            (bare_home / "scripts" / "default" / "1" / "triv.py").write_text(TRIVIAL_BODY)
+            np_ = free_port()
+            bare = Server(kit_cmd(str(bare_home), np_, args.workers, "--no-monitoring"))
+            servers += [base, lean, bare]
             wait_up(bp, "/triv")
             wait_up(lp, "/triv")
+            wait_up(np_, "/triv")
             time.sleep(1.0)
             health = json.loads(get(kp, "/api/v1/exec/health")[1])
             import psutil
@@ -295,6 +305,7 @@ def main() -> None:
             kit.pin()
             base.pin()
             lean.pin()
+            bare.pin()
             # warm every target (and compile every script) before measuring
             for i in range(1000):
                 assert get(kp, f"/g{i % 10}/s{i}", host="exec-3.localhost")[0] == 200
@@ -302,6 +313,7 @@ def main() -> None:
                 "falcon_media": (f"http://127.0.0.1:{bp}/triv", None, None),
                 "falcon_lean": (f"http://127.0.0.1:{lp}/triv", None, None),
                 "body": (f"http://127.0.0.1:{kp}/triv", None, None),
+                "body_unmonitored": (f"http://127.0.0.1:{np_}/triv", None, None),
                 "async_handler": (f"http://127.0.0.1:{kp}/atriv", None, None),
                 "one_script": (f"http://127.0.0.1:{kp}/s0", "exec-2.localhost", None),
                 "thousand_scripts": (f"http://127.0.0.1:{kp}/", "exec-3.localhost", str(lua)),
@@ -316,6 +328,7 @@ def main() -> None:
                 "async_vs_media": ("async_handler", "falcon_media"),
                 "async_vs_lean": ("async_handler", "falcon_lean"),
                 "thousand_vs_one_script": ("thousand_scripts", "one_script"),
+                "monitored_vs_unmonitored": ("body", "body_unmonitored"),
             }
             rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in pairs}
             for _ in range(args.rounds):
@@ -376,6 +389,7 @@ def main() -> None:
         ("async handler ≥ 0.85× Falcon resp.media", r["async_vs_media"] >= 0.85),
         ("async handler ≥ 0.80× Falcon lean", r["async_vs_lean"] >= 0.80),
         ("1,000 scripts within 10% of one", r["thousand_vs_one_script"] >= 0.90),
+        ("monitoring costs < 3% (monitored vs not)", r["monitored_vs_unmonitored"] >= 0.97),
         ("write → first answer p50 < 5 ms", w["new_file_p50"] < 5),
         ("idle worker RSS < 60 MB", results["idle_worker_rss_mb"] < 60),
     ]

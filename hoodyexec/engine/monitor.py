@@ -30,6 +30,7 @@ from hoodyexec.ipc.protocol import ActiveRequest, ScriptStats
 # Upper bounds (seconds) of the latency histogram; the last bucket is +Inf.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 SAMPLES = 1024
+_SINK = os.path.join("hoodyexec", "http", "sink.py")
 
 # One in-flight execution: (executionId, script key, method, path, started wall
 # time, started monotonic, task or None, script file, mode).
@@ -176,17 +177,42 @@ def stack_of(task: Any, file: str) -> str:
     for ident, frame in sys._current_frames().items():
         frames = traceback.extract_stack(frame)
         if any(f.filename == file for f in frames):
+            # From where the kit started the execution (the scripts sink) down;
+            # what runs the worker above it is the same for every request.
+            starts = [i for i, f in enumerate(frames) if f.filename.endswith(_SINK)]
+            frames = traceback.StackSummary.from_list(
+                frames[starts[0] :] if starts else frames[-30:]
+            )
             name = next((t.name for t in threading.enumerate() if t.ident == ident), str(ident))
             parts.append(f"Thread {name}:\n" + "".join(traceback.format_list(frames)))
     if not parts and task is not None:
-        try:
-            awaiting = task.get_stack(limit=50)
-        except Exception:  # noqa: BLE001 - a task finishing as we look
-            awaiting = []
+        awaiting = _await_chain(task)
         if awaiting:
             summary = traceback.StackSummary.extract((f, f.f_lineno) for f in awaiting)
+            starts = [i for i, f in enumerate(summary) if f.filename.endswith(_SINK)]
+            if starts:
+                summary = traceback.StackSummary.from_list(summary[starts[0] :])
             parts.append("Task:\n" + "".join(summary.format()))
     return "\n".join(parts) or "(no frame of the script found: it is between steps)"
+
+
+def _await_chain(task: Any) -> list[Any]:
+    """The frames of a suspended task, outermost first, following each
+    coroutine to the one it awaits (``Task.get_stack`` stops at the first)."""
+    frames = []
+    try:
+        coro = task.get_coro()
+        for _ in range(100):
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is None:
+                break
+            frames.append(frame)
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+            if coro is None:
+                break
+    except Exception:  # noqa: BLE001 - a task finishing as we look
+        return frames
+    return frames
 
 
 class SlowLog:
