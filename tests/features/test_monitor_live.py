@@ -110,7 +110,9 @@ def test_an_in_flight_request_is_listed_with_its_worker(kit):
     assert "asyncio.sleep" in item["stack"] or "handler" in item["stack"]
     t.join()
     assert item["workerPid"] == answer["pid"]
-    assert not [a for a in kit.get(E + "active-requests").json()["requests"] if a["path"] == "/wait"]
+    assert not [
+        a for a in kit.get(E + "active-requests").json()["requests"] if a["path"] == "/wait"
+    ]
 
 
 def test_scripts_listing_sorts_and_clamps(kit):
