@@ -29,7 +29,7 @@ from gunicorn.workers.workertmp import WorkerTmp
 
 from hoodyexec import config
 from hoodyexec.config import Settings
-from hoodyexec.engine import metrics
+from hoodyexec.engine import kitlog, metrics
 from hoodyexec.errors import ConfigError
 from hoodyexec.home import Home
 from hoodyexec.http.endpoint import FalconApp
@@ -383,6 +383,9 @@ def serve(settings: Settings, args: Any = None) -> None:
         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
     )
     home = Home(settings.home)
+    # Kit records of every process (forked children inherit it) also go to
+    # <home>/logs/kit.log, rotated like the other logs; scripts' never do.
+    kitlog.install(os.path.join(home.logs, "kit.log"), settings.log_max_bytes, settings.log_backups)
     prepared = home.prepare()
     # Before anything forks or imports prometheus-client: every process writes
     # its metrics into <home>/run/metrics, emptied here (a new kit, new counters).

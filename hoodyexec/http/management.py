@@ -18,6 +18,7 @@ from hoodyexec.config import Settings
 from hoodyexec.engine.hosts import HostMap
 from hoodyexec.engine.store import ScriptStore
 from hoodyexec.errors import MethodNotAllowed, NotFound, NotImplementedYet
+from hoodyexec.features.logs import api as logs
 from hoodyexec.features.magic import api as magic
 from hoodyexec.features.monitor import api as monitor
 from hoodyexec.features.openapi import api as openapi
@@ -49,6 +50,7 @@ FEATURES = (
     validate,
     packages,
     schedules,
+    logs,
     monitor,
     openapi,
 )

@@ -53,8 +53,8 @@ def test_document_is_valid_and_describes_every_reference_endpoint(app):
     sdk = doc["paths"]["/api/v1/exec/sdk/import"]["post"]
     assert sdk["x-implemented"] is False and set(sdk["responses"]) == {"501"}
     assert body_of(sdk)["required"] == ["execId", "source_url"]
-    stream = doc["paths"]["/api/v1/exec/logs/stream"]["get"]
-    assert {p["name"] for p in stream["parameters"]} == {"file", "follow"}
+    schema = doc["paths"]["/api/v1/exec/user-openapi/schema"]["get"]
+    assert {p["name"] for p in schema["parameters"]} == {"file", "path"}
     # built ones: their own declarations, with the statuses they answer
     trigger = doc["paths"]["/api/v1/exec/schedules/trigger"]["post"]
     assert trigger["x-implemented"] is True and {"200", "403", "404"} <= set(trigger["responses"])

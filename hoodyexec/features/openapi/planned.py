@@ -7,7 +7,7 @@ folder declares these endpoints itself and the entry here goes.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from hoodyexec.http.spec import Endpoint, Fields, Scoped
 
@@ -24,40 +24,6 @@ class CacheClear(Fields):
     clearVm: bool = True  # noqa: N815
     clearState: bool = False  # noqa: N815
     clearAll: bool = False  # noqa: N815
-
-
-class LogsClearQuery(Fields):
-    file: str | None = None
-    type: str | None = None
-    olderThanDays: int | None = None  # noqa: N815
-    confirm: Literal["true", "false"] | None = None
-
-
-class LogsListQuery(Fields):
-    type: str | None = None
-    limit: int | None = None
-
-
-class LogsRead(Fields):
-    file: str | None = None
-    executionId: str | None = None  # noqa: N815
-    lines: int = 100
-    tail: bool = True
-    search: str | None = None
-
-
-class LogsSearch(Fields):
-    query: str | None = None
-    regex: str | None = None
-    files: list[Any] = []
-    limit: int = 1000
-    caseSensitive: bool = False  # noqa: N815
-
-
-class LogsStreamQuery(Fields):
-    file: str
-    follow: bool = False
-
 
 
 class UserOpenAPIListQuery(Scoped):
@@ -105,11 +71,6 @@ def _ep(
 
 PLANNED: tuple[Endpoint, ...] = (
     _ep("POST", "cache/clear", "Clear Cache", "cache", CacheClear),
-    _ep("DELETE", "logs/clear", "Clear Logs", "logs", query=LogsClearQuery),
-    _ep("GET", "logs/list", "List Logs", "logs", query=LogsListQuery),
-    _ep("POST", "logs/read", "Read Log", "logs", LogsRead),
-    _ep("POST", "logs/search", "Search Logs", "logs", LogsSearch),
-    _ep("GET", "logs/stream", "Stream Logs", "logs", query=LogsStreamQuery),
     _ep(
         "POST",
         "user-openapi/generate",

@@ -276,6 +276,8 @@ class Scheduler:
         record.update(result=result, httpStatus=http_status)
         if status != "ok":
             log.warning("schedule %s (%s): %s %s", entry.key, trigger, status, error or "")
+        else:
+            log.info("schedule %s (%s): %s", entry.key, trigger, status)
         return record
 
     def _record(
