@@ -106,7 +106,17 @@ def test_every_endpoint_over_http(make_kit):
     # the kit's own description, and what is not built yet
     assert call("GET", "/openapi.json")["openapi"].startswith("3.")
     assert kit.get("/openapi.yaml").body.startswith(b"openapi:")
-    call("GET", A + "monitor/stats", expect=501)
+    call("GET", A + "sdk/list", expect=501)
+    # packages, schedules, logs, monitoring: one call and one error each
+    assert call("GET", A + "dependencies/bundled")["count"] > 0
+    call("POST", A + "dependencies/install", {"modules": "requests; rm -rf /"}, 400)
+    assert "schedules" in call("GET", A + "schedules/list")
+    call("POST", A + "schedules/trigger", {"scriptPath": "h/one.py"}, 404)
+    assert "logs" in call("GET", A + "logs/list")
+    call("POST", A + "logs/read", {"file": "../etc/passwd"}, 403)
+    call("DELETE", A + "logs/clear", expect=400)
+    assert call("GET", A + "monitor/stats")["workers"]
+    call("GET", A + "monitor/scripts?sort=nonsense", expect=400)
     # finally delete for real
     call("DELETE", A + "scripts/delete?path=h&confirm=true")
     assert kit.get("/h/hi").status == 404
