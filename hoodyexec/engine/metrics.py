@@ -99,10 +99,11 @@ class Flusher:
         self.sent: dict[str, tuple[dict[int, int], int, list[int], float]] = {}
 
     def __call__(self) -> None:
+        monitor = self.monitor
+        monitor.drain()  # also bounds the worker's pending records without metrics
         if not os.environ.get(ENV):
             return
         m = metrics()
-        monitor = self.monitor
         m["active"].set(len(monitor.active))
         for file, f in list(monitor.scripts.items()):
             statuses, timeouts, buckets, seconds = self.sent.get(file, ({}, 0, [], 0.0))

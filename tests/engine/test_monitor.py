@@ -11,12 +11,14 @@ import time
 
 from hoodyexec.engine.monitor import BUCKETS, Monitor, SlowLog
 
+T = time.monotonic()
+
 
 def test_done_counts_statuses_timeouts_bytes_and_buckets():
     m = Monitor("/root")
-    m.done("/root/default/1/a.py", "inline", 200, 10, 0.0004)
-    m.done("/root/default/1/a.py", "thread", 504, 0, 3.0)
-    m.done("/root/default/1/a.py", "thread", 404, 5, 0.02)
+    m.done("/root/default/1/a.py", "inline", 200, 10, T, T + 0.0004)
+    m.done("/root/default/1/a.py", "thread", 504, 0, T, T + 3.0)
+    m.done("/root/default/1/a.py", "thread", 404, 5, T, T + 0.02)
     (stats,) = m.snapshot_scripts(None, samples=True)
     assert stats.key == "default/1/a.py" and stats.requests == 3
     assert stats.statuses == {"200": 1, "504": 1, "404": 1} and stats.timeouts == 1
@@ -31,7 +33,7 @@ def test_done_counts_statuses_timeouts_bytes_and_buckets():
 def test_rate_over_the_last_minute():
     m = Monitor()
     for _ in range(120):
-        m.done("/x.py", "inline", 200, 0, 0.001)
+        m.done("/x.py", "inline", 200, 0, T, T + 0.001)
     assert m.rate1m() == 2.0
     m._advance(m._second + 61)  # a minute later, nothing new
     assert m.rate1m() == 0.0
@@ -86,15 +88,17 @@ def test_flusher_copies_increments_into_multiprocess_metrics(tmp_path):
     # A fresh interpreter: prometheus-client picks its multiprocess mode at import.
     code = f"""
 import os
+import time
+T = time.monotonic()
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = {str(tmp_path)!r}
 from hoodyexec.engine.monitor import Monitor
 from hoodyexec.engine.metrics import Flusher, exposition
 m = Monitor("/r")
 f = Flusher(m)
 for _ in range(3):
-    m.done("/r/default/1/a.py", "inline", 200, 1, 0.002)
+    m.done("/r/default/1/a.py", "inline", 200, 1, T, T + 0.002)
 f()
-m.done("/r/default/1/a.py", "inline", 500, 1, 0.2)
+m.done("/r/default/1/a.py", "inline", 500, 1, T, T + 0.2)
 f()
 f()
 print(exposition().decode())
