@@ -286,9 +286,9 @@ def main() -> None:
             base = Server(baseline_cmd(bp, args.workers))
             lean = Server(baseline_cmd(lp, args.workers, "lean"))
             # The same kit with monitoring off: what recording costs.
+            # Same scripts tree as the kit, so the only difference is monitoring.
             bare_home = Path(home) / "bare"
-            (bare_home / "scripts" / "default" / "1").mkdir(parents=True)
-            (bare_home / "scripts" / "default" / "1" / "triv.py").write_text(TRIVIAL_BODY)
+            shutil.copytree(Path(home) / "scripts", bare_home / "scripts")
             np_ = free_port()
             bare = Server(kit_cmd(str(bare_home), np_, args.workers, "--no-monitoring"))
             servers += [base, lean, bare]
@@ -309,6 +309,7 @@ def main() -> None:
             # warm every target (and compile every script) before measuring
             for i in range(1000):
                 assert get(kp, f"/g{i % 10}/s{i}", host="exec-3.localhost")[0] == 200
+                assert get(np_, f"/g{i % 10}/s{i}", host="exec-3.localhost")[0] == 200
             targets = {
                 "falcon_media": (f"http://127.0.0.1:{bp}/triv", None, None),
                 "falcon_lean": (f"http://127.0.0.1:{lp}/triv", None, None),
