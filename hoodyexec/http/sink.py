@@ -34,7 +34,7 @@ from hoodyexec.engine.executor import (
 )
 from hoodyexec.engine.hosts import HOST_CACHE, HostMap
 from hoodyexec.engine.invoke import INVOKE_EXECUTION, INVOKE_TARGET, KIT_TRIGGERS
-from hoodyexec.engine.monitor import Monitor
+from hoodyexec.engine.monitor import BATCH, Monitor
 from hoodyexec.engine.runtime import AI, Metadata, Req, Res, Shared
 from hoodyexec.errors import HoodyError
 from hoodyexec.http import errors
@@ -411,9 +411,12 @@ class ScriptsSink:
                     if monitor is not None:
                         del monitor.active[execution_id]
                         # PERF: Monitor.done inlined (one append; drained in batches)
-                        monitor._pending.append(
+                        pending = monitor._pending
+                        pending.append(
                             (script.path, run_mode, code, nbytes, started, time.monotonic())
                         )
+                        if len(pending) >= BATCH:
+                            monitor.drain()
                 if script.access_log:
                     self._access(
                         inst, execution_id, method, path, route.file, code, started, nbytes
