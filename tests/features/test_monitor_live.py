@@ -42,12 +42,12 @@ def metric(text: str, name: str, **labels: str) -> float:
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None and shutil.which("apt-get"):  # Debian's prometheus package ships it
-        subprocess.run(
-            ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"],
-            capture_output=True,
-            timeout=600,
-            env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-        )
+        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"]
+        for step in (install, ["apt-get", "update", "-qq"], install):
+            done = subprocess.run(step, capture_output=True, timeout=600, env=env)
+            if step is install and done.returncode == 0:
+                break
         path = shutil.which("promtool")
     if path is None:
         pytest.skip("promtool is not installed and cannot be installed here")
