@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import os
 import time
@@ -11,8 +10,8 @@ from typing import Any
 
 import psutil
 
+from hoodyexec import clock
 from hoodyexec.engine.monitor import BUCKETS
-from hoodyexec.errors import BadRequest
 from hoodyexec.ipc.protocol import ScriptStats, WorkerMonitor
 
 SORT_KEYS = (
@@ -30,25 +29,11 @@ SORT_KEYS = (
 
 
 def iso(ts: float) -> str | None:
-    if not ts:
-        return None
-    return (
-        dt.datetime.fromtimestamp(ts, dt.UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    return clock.iso(ts) if ts else None
 
 
 def since_of(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"since must be an ISO 8601 time, got {text!r}", field="since") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()
+    return clock.parse_iso(text) if text else None
 
 
 def _errors(statuses: dict[str, int], low: int, high: int) -> int:

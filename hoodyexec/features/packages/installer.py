@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from packaging.requirements import Requirement
 
+from hoodyexec.clock import pid_alive
 from hoodyexec.errors import HoodyError
 from hoodyexec.files import fsync_dir
 
@@ -224,7 +225,7 @@ class SiteSets:
             if not name.endswith(".staging"):
                 continue
             pid = name.removesuffix(".staging").rpartition("-")[2]
-            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
                 continue
             shutil.rmtree(os.path.join(self.sets, name), ignore_errors=True)
 
@@ -233,16 +234,6 @@ class SiteSets:
             path = os.path.join(self.sets, name)
             if path not in keep and not name.endswith(".staging"):
                 shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Installer:

@@ -4,13 +4,13 @@ life in the control worker (a ``Context`` service)."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import os
 from typing import Any
 
 import falcon.asgi
 
+from hoodyexec.clock import parse_iso
 from hoodyexec.engine.freshness import Watcher
 from hoodyexec.engine.store import EXCLUDED, Scope, safe_path
 from hoodyexec.errors import BadRequest, ControlUnavailable, Forbidden, NotFound
@@ -34,16 +34,6 @@ from .service import Scheduler
 
 log = logging.getLogger("hoodyexec.schedules")
 DEBOUNCE = 0.2  # seconds: a burst of file events makes one rescan
-
-
-def _since(text: str) -> float:
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"since must be an ISO 8601 time, got {text!r}", field="since") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()
 
 
 class SchedulesService:
@@ -205,7 +195,7 @@ class SchedulesAPI:
         query: SchedulesHistoryQuery,
     ) -> None:
         script = self.service.key_for(req, query.scriptPath) if query.scriptPath else None
-        since = _since(query.since) if query.since else None
+        since = parse_iso(query.since) if query.since else None
         entries = self.scheduler.history.read(
             script=script, since=since, limit=query.limit, rotated=query.includeRotated
         )

@@ -15,7 +15,6 @@ fire, manual triggers included, size-rotated to ``fires.log.1`` .. ``.N``.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import sqlite3
 import threading
@@ -26,19 +25,12 @@ from typing import Any
 
 import msgspec
 
+from hoodyexec.clock import pid_alive
 from hoodyexec.storage import sqlite
 
 HISTORY_MAX_BYTES = 5 * 1024 * 1024
 HISTORY_BACKUPS = 5
 _encode = msgspec.json.Encoder().encode
-
-
-def iso(ts: float) -> str:
-    return (
-        dt.datetime.fromtimestamp(ts, dt.UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
 
 
 @dataclass(frozen=True)
@@ -52,16 +44,6 @@ class Claim:
     finished_at: float | None
     duration_ms: float | None
     error: str | None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Claims:
@@ -130,7 +112,7 @@ class Claims:
                 "AND owner != ?",
                 (script, os.getpid()),
             ).fetchall()
-        return any(_alive(owner) for (owner,) in rows)
+        return any(pid_alive(owner) for (owner,) in rows)
 
     def orphans(self) -> list[Claim]:
         """Mark ``running`` claims of dead owners ``lost``; returns them."""
@@ -139,7 +121,7 @@ class Claims:
                 "SELECT * FROM schedule_fires WHERE status = 'running' AND owner != ?",
                 (os.getpid(),),
             ).fetchall()
-            lost = [Claim(*r) for r in rows if not _alive(r[4])]
+            lost = [Claim(*r) for r in rows if not pid_alive(r[4])]
             for c in lost:
                 db.execute(
                     "UPDATE schedule_fires SET status = 'lost', finished_at = ?, error = ? "

@@ -31,11 +31,12 @@ from typing import Any
 import msgspec
 from croniter import croniter
 
+from hoodyexec.clock import iso
 from hoodyexec.engine import metrics
 from hoodyexec.ipc.protocol import Invoke, InvokeResult
 
 from . import registry
-from .ledger import Claims, History, iso
+from .ledger import Claims, History
 from .registry import Entry
 
 log = logging.getLogger("hoodyexec.schedules")
