@@ -78,10 +78,11 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
         flush()  # the last second's counts
 
     def monitoring(query: MonitorQuery) -> WorkerMonitor:
+        monitor.drain()
         return WorkerMonitor(
             pid=os.getpid(),
             started=monitor.started,
-            calls=monitor.calls,
+            calls=sum(f.requests for f in monitor.scripts.values()),
             active=monitor.snapshot_active(query.stacks),
             scripts=monitor.snapshot_scripts(query.since, query.samples),
             rate1m=monitor.rate1m(),

@@ -35,9 +35,9 @@ SAMPLES = 1024
 BATCH = 256
 _SINK = os.path.join("hoodyexec", "http", "sink.py")
 
-# One in-flight execution: (executionId, script key, method, path, started wall
-# time, started monotonic, task or None, script file, mode).
-Active = tuple[str, str, str, str, float, float, Any, str, str]
+# One in-flight execution, keyed by executionId: (script file, method, path,
+# started (time.monotonic()), task or None, mode).
+Active = tuple[str, str, str, float, Any, str]
 
 
 class Figures:
@@ -98,11 +98,11 @@ class Monitor:
         self.started = time.time()
         self.active: dict[str, Active] = {}
         self.scripts: dict[str, Figures] = {}
-        self.calls = 0  # every request the sink saw, routed or not
         # Executions finished per second over the last minute (a ring of 60).
         self._window = [0] * 60
         self._second = 0
-        self._pending: list[tuple[str, str, int, int, float, float]] = []
+        # (file, mode, status as falcon holds it: int or "200 OK", bytes, started, ended)
+        self._pending: list[tuple[str, str, int | str, int, float, float]] = []
         # time.time() - time.monotonic(): a monotonic reading → wall-clock time.
         self.wall_offset = time.time() - time.monotonic()
 
@@ -113,7 +113,7 @@ class Monitor:
         return f
 
     def done(
-        self, key: str, mode: str, status: int, nbytes: int, started: float, ended: float
+        self, key: str, mode: str, status: int | str, nbytes: int, started: float, ended: float
     ) -> None:
         """One execution ended (``started``/``ended``: ``time.monotonic()``).
         PERF: only a tuple appended here (the sink inlines even that); the
@@ -132,8 +132,9 @@ class Monitor:
         scripts = self.scripts
         window = self._window
         bisect_left = bisect.bisect_left
-        for key, mode, status, nbytes, started, ended in pending:
+        for key, mode, raw_status, nbytes, started, ended in pending:
             seconds = ended - started
+            status = raw_status if type(raw_status) is int else int(str(raw_status)[:3])
             f = scripts.get(key)
             if f is None:
                 f = scripts[key] = Figures(key)
@@ -186,14 +187,14 @@ class Monitor:
     def snapshot_active(self, stacks: bool = False) -> list[ActiveRequest]:
         now = time.monotonic()
         out = []
-        for eid, key, method, path, wall, mono, task, file, mode in list(self.active.values()):
+        for eid, (file, method, path, mono, task, mode) in list(self.active.items()):
             out.append(
                 ActiveRequest(
                     execution_id=eid,
-                    script=self.name(key),
+                    script=self.name(file),
                     method=method,
                     path=path,
-                    started_at=wall,
+                    started_at=mono + self.wall_offset,
                     elapsed_ms=round((now - mono) * 1000, 1),
                     mode=mode,
                     stack=stack_of(task, file) if stacks else None,
@@ -286,18 +287,17 @@ class SlowLog:
 
     def check(self) -> list[str]:
         now = time.monotonic()
-        running = list(self.monitor.active.values())
-        live = {a[0] for a in running}
-        self.seen &= live
+        running = list(self.monitor.active.items())
+        self.seen &= {eid for eid, _ in running}
         written = []
-        for eid, key, method, path, _, mono, task, file, mode in running:
+        for eid, (file, method, path, mono, task, mode) in running:
             if eid in self.seen or now - mono < self.threshold:
                 continue
             self.seen.add(eid)
             entry = {
                 "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "executionId": eid,
-                "script": self.monitor.name(key),
+                "script": self.monitor.name(file),
                 "method": method,
                 "path": path,
                 "mode": mode,

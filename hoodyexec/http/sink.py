@@ -156,8 +156,6 @@ class ScriptsSink:
         # every log line of the run carries. PERF: falcon's own header dict.
         resp._headers["x-execution-id"] = execution_id
         monitor = self.monitor
-        if monitor is not None:
-            monitor.calls += 1
         catalog = self.catalog
         catalog.refresh()
         # PERF: falcon's own table of the request's headers (falcon is pinned;
@@ -286,14 +284,11 @@ class ScriptsSink:
         started = time.monotonic()
         if monitor is not None:
             monitor.active[execution_id] = (
-                execution_id,
                 script.path,
                 method,
                 path,
-                started + monitor.wall_offset,  # wall-clock start, without a second clock read
                 started,
                 asyncio.current_task() if entry.is_async else None,
-                script.path,
                 run_mode,
             )
         self.inflight += 1
@@ -403,23 +398,36 @@ class ScriptsSink:
             if not streaming:
                 finish(console)
                 self.inflight -= 1
-                if monitor is not None or script.access_log:
-                    status = resp.status
-                    code = status if isinstance(status, int) else int(status[:3])
+                if monitor is not None:
+                    # PERF: Monitor.done inlined: one append, the status parsed
+                    # and the figures updated later, in batches (Monitor.drain).
+                    del monitor.active[execution_id]
                     data = resp.data
-                    nbytes = len(data) if data else 0
-                    if monitor is not None:
-                        del monitor.active[execution_id]
-                        # PERF: Monitor.done inlined (one append; drained in batches)
-                        pending = monitor._pending
-                        pending.append(
-                            (script.path, run_mode, code, nbytes, started, time.monotonic())
+                    pending = monitor._pending
+                    pending.append(
+                        (
+                            script.path,
+                            run_mode,
+                            resp.status,
+                            len(data) if data else 0,
+                            started,
+                            time.monotonic(),
                         )
-                        if len(pending) >= BATCH:
-                            monitor.drain()
+                    )
+                    if len(pending) >= BATCH:
+                        monitor.drain()
                 if script.access_log:
+                    status = resp.status
+                    data = resp.data
                     self._access(
-                        inst, execution_id, method, path, route.file, code, started, nbytes
+                        inst,
+                        execution_id,
+                        method,
+                        path,
+                        route.file,
+                        status if isinstance(status, int) else int(status[:3]),
+                        started,
+                        len(data) if data else 0,
                     )
             if forked_child():
                 leave_forked_child()
@@ -464,7 +472,7 @@ class ScriptsSink:
         monitor = self.monitor
         active = monitor.active.pop(execution_id, None) if monitor is not None else None
         if active is not None:
-            _, file, method, path, _, started, _, _, mode = active
+            file, method, path, started, _, mode = active
             assert monitor is not None
             monitor.done(file, mode, 200, nbytes, started, time.monotonic())
             if script.access_log:

@@ -50,28 +50,8 @@ def test_slow_log_writes_the_stack_of_a_long_execution_once(tmp_path):
     code = compile("dawdle_in_script()", script, "exec")
     t = threading.Thread(target=exec, args=(code, {"dawdle_in_script": dawdle_in_script}))
     t.start()
-    m.active["e1"] = (
-        "e1",
-        script,
-        "GET",
-        "/slow",
-        time.time(),
-        time.monotonic() - 1.0,
-        None,
-        script,
-        "thread",
-    )
-    m.active["e2"] = (
-        "e2",
-        script,
-        "GET",
-        "/slow",
-        time.time(),
-        time.monotonic(),
-        None,
-        script,
-        "thread",
-    )
+    m.active["e1"] = (script, "GET", "/slow", time.monotonic() - 1.0, None, "thread")
+    m.active["e2"] = (script, "GET", "/slow", time.monotonic(), None, "thread")
     log = SlowLog(m, str(tmp_path / "slow.log"), 0.5, os.getpid())
     try:
         assert log.check() == ["e1"]
