@@ -30,6 +30,11 @@ from hoodyexec.ipc.protocol import ActiveRequest, ScriptStats
 # Upper bounds (seconds) of the latency histogram; the last bucket is +Inf.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 SAMPLES = 1024
+# falcon's status strings → codes, so a batch parses none of them.
+_CODES: dict[object, int] = {
+    f"{code} {phrase}": code
+    for code, phrase in ((200, "OK"), (201, "Created"), (204, "No Content"))
+}
 # Executions recorded before the figures are brought up to date: small batches
 # stay in the CPU cache (and a busy loop never piles up records).
 BATCH = 256
@@ -70,9 +75,14 @@ class Figures:
         self.offloads = 0
         self.samples: collections.deque[tuple[float, float]] = collections.deque(maxlen=SAMPLES)
 
-    def stats(self, name: str, since: float | None, with_samples: bool) -> ScriptStats:
+    def stats(
+        self, name: str, since: float | None, with_samples: bool, offset: float = 0.0
+    ) -> ScriptStats:
+        """``samples`` and ``last`` hold ``time.monotonic()`` readings; ``offset``
+        turns them into wall-clock time (``since`` is wall-clock)."""
+        limit = None if since is None else since - offset
         samples = (
-            [s for s in self.samples if since is None or s[0] >= since] if with_samples else []
+            [s for s in self.samples if limit is None or s[0] >= limit] if with_samples else []
         )
         return ScriptStats(
             key=name,
@@ -82,10 +92,10 @@ class Figures:
             bytes=self.bytes,
             seconds=self.seconds,
             buckets=list(self.buckets),
-            last=self.last,
+            last=self.last + offset if self.last else 0.0,
             mode=self.mode,
             offloads=self.offloads,
-            samples=[round(ms, 3) for _, ms in samples],
+            samples=[round(sec * 1000.0, 3) for _, sec in samples],
         )
 
 
@@ -130,11 +140,13 @@ class Monitor:
             return
         offset = self.wall_offset
         scripts = self.scripts
-        window = self._window
+        codes = _CODES
         bisect_left = bisect.bisect_left
         for key, mode, raw_status, nbytes, started, ended in pending:
             seconds = ended - started
-            status = raw_status if type(raw_status) is int else int(str(raw_status)[:3])
+            status = codes.get(raw_status)
+            if status is None:
+                status = raw_status if type(raw_status) is int else int(str(raw_status)[:3])
             f = scripts.get(key)
             if f is None:
                 f = scripts[key] = Figures(key)
@@ -145,18 +157,16 @@ class Monitor:
             f.bytes += nbytes
             f.seconds += seconds
             f.buckets[bisect_left(BUCKETS, seconds)] += 1
-            wall = ended + offset
-            f.last = wall
+            f.last = ended
             f.mode = mode
-            f.samples.append((wall, seconds * 1000.0))
-            second = int(wall)
-            if second != self._second:
-                if second < self._second:  # an older record: count it in its own second
-                    if self._second - second < 60:
-                        window[second % 60] += 1
-                    continue
-                self._advance(second)
-            window[second % 60] += 1
+            f.samples.append((ended, seconds))
+        # The batch is at most a second old: it counts in the second it ended.
+        second = int(pending[-1][5] + offset)
+        if second != self._second:
+            if second < self._second:
+                return
+            self._advance(second)
+        self._window[second % 60] += len(pending)
 
     def _advance(self, second: int) -> None:
         gap = min(60, second - self._second) if self._second else 60
@@ -182,7 +192,10 @@ class Monitor:
 
     def snapshot_scripts(self, since: float | None, samples: bool) -> list[ScriptStats]:
         self.drain()
-        return [f.stats(self.name(k), since, samples) for k, f in list(self.scripts.items())]
+        return [
+            f.stats(self.name(k), since, samples, self.wall_offset)
+            for k, f in list(self.scripts.items())
+        ]
 
     def snapshot_active(self, stacks: bool = False) -> list[ActiveRequest]:
         now = time.monotonic()
