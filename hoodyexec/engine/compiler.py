@@ -38,6 +38,7 @@ import msgspec
 
 from hoodyexec.engine import magic as magic_mod
 from hoodyexec.engine.inject import NEEDS_REQ, compile_plan
+from hoodyexec.engine.runtime import ScriptAI
 from hoodyexec.errors import HoodyError
 
 BODY_ARGS = ("req", "res", "metadata", "shared", "console", "ai")
@@ -128,6 +129,7 @@ class Script:
         "log_min",
         "log",
         "access_log",
+        "ai",
     )
 
     def __init__(self, path: str, rel: str, identity: tuple[int, int, int], source: str) -> None:
@@ -146,6 +148,7 @@ class Script:
         self.log_min = 10
         self.log: Any = None  # the script's ScriptLog, set on first use
         self.access_log = False  # @log-level / @log-request-body: one access line per request
+        self.ai: Any = None  # runtime.ScriptAI, set when compiled
 
     def entry_for(self, method: str) -> Entry | None:
         if self.shape != "methods":
@@ -470,6 +473,7 @@ def load(
     script.magic = magic
     script.guarded = (not magic.enabled) or magic.cors is not None or magic.token is not None
     script.access_log = "log-level" in magic.raw or magic.log_request_body
+    script.ai = ScriptAI(path, magic.raw)
     script.log_min = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "off": 100}[
         magic.log_level
     ]

@@ -46,10 +46,24 @@ CALL_FIELDS = (
     "trigger",
     "magic",  # the script's magic comments, raw
     "store",  # the SharedStore
+    "ai",  # the script's runtime.ScriptAI
 )
-REQ, RES, CONSOLE, BODY, PARAMS, RAW, SRC, SCRIPT, HOSTNAME, INST, TRIGGER, MAGIC, STORE = range(
-    len(CALL_FIELDS)
-)
+(
+    REQ,
+    RES,
+    CONSOLE,
+    BODY,
+    PARAMS,
+    RAW,
+    SRC,
+    SCRIPT,
+    HOSTNAME,
+    INST,
+    TRIGGER,
+    MAGIC,
+    STORE,
+    AI_FIELD,
+) = range(len(CALL_FIELDS))
 Call = tuple[Any, ...]
 Getter = Callable[[Call], Any]
 
@@ -87,7 +101,7 @@ def _shared(c: Call) -> Shared:
 
 
 def _ai(c: Call) -> Any:
-    return AI
+    return c[AI_FIELD] or AI
 
 
 def _route(name: str, tp: Any) -> Getter:

@@ -8,7 +8,8 @@ import falcon: the HTTP layer hands it plain values and a header mapping.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
+import os
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
 from http.cookies import SimpleCookie
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -370,15 +371,49 @@ class Shared:
 
 
 class AIUnavailable:
-    """``ai`` until the AI helpers land: any use is a clear 501."""
+    """``ai`` where no AI helper is installed (in-process tools): a clear 501."""
 
     __slots__ = ()
 
     def __getattr__(self, name: str) -> Any:
-        raise HoodyError("the ai helper is not available in this version yet", status=501)
+        raise HoodyError("the ai helper is not available here", status=501)
 
     def __repr__(self) -> str:
         return "<ai: not configured>"
 
 
 AI = AIUnavailable()
+
+# Builds a script's AI helper: (script file, its magic comments) → helper. The
+# request worker installs the AI feature's factory at boot (``install_ai``).
+AIFactory = Callable[[str, dict[str, Any]], Any]
+_ai_factory: AIFactory | None = None
+
+
+def install_ai(factory: AIFactory | None) -> None:
+    global _ai_factory
+    _ai_factory = factory
+
+
+class ScriptAI:
+    """A script's ``ai``: made with the compiled script (costs one small object),
+    the real helper built on first use — the openai client is imported only
+    then, so a kit whose scripts never call ``ai`` never loads it."""
+
+    __slots__ = ("path", "magic", "_impl")
+
+    def __init__(self, path: str, magic: dict[str, Any]) -> None:
+        self.path = path
+        self.magic = magic
+        self._impl: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        impl = self._impl
+        if impl is None:
+            if _ai_factory is None:
+                return getattr(AI, name)
+            impl = self._impl = _ai_factory(self.path, self.magic)
+        return getattr(impl, name)
+
+    def __repr__(self) -> str:
+        return f"<ai for {os.path.basename(self.path)}>"

@@ -304,7 +304,7 @@ class ScriptsSink:
                     else None,
                     Shared(self.shared, inst.state_key) if "shared" in used else None,
                     console,
-                    AI,
+                    script.ai or AI,
                 )
                 kwargs: dict[str, Any] = {}
             elif not entry.inject:
@@ -329,6 +329,7 @@ class ScriptsSink:
                     trigger,
                     magic.raw,
                     self.shared,
+                    script.ai,
                 )
                 args, kwargs = (), {}
                 try:
@@ -375,6 +376,8 @@ class ScriptsSink:
         except HoodyError as exc:
             exc.extra.setdefault("executionId", execution_id)
             console.warn(f"{exc.status} {exc.message}")
+            for name, value in exc.headers.items():  # Retry-After of a 503, ...
+                resp.set_header(name, value)
             return _json(resp, exc.status, exc.to_dict())
         except BaseException as exc:  # noqa: BLE001 - the worker survives any script failure
             # SystemExit, KeyboardInterrupt, GeneratorExit, bare BaseException, a

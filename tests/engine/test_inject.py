@@ -52,7 +52,8 @@ def test_body_mode_keeps_positional_arguments_and_no_getters():
 
 def test_call_positions_name_the_fields_the_sink_fills_in_order():
     assert CALL_FIELDS[REQ] == "req" and CALL_FIELDS[INST] == "inst"
-    assert STORE == len(CALL_FIELDS) - 1 and CALL_FIELDS[STORE] == "store"
+    assert STORE == len(CALL_FIELDS) - 2 and CALL_FIELDS[STORE] == "store"
+    assert CALL_FIELDS[-1] == "ai"
 
 
 def test_unknown_source_is_a_bug_found_at_compile_time():
@@ -85,7 +86,7 @@ def test_defaults_ai_and_body_without_a_request_object(env):
     mix, defaults = env.run(go)
     assert mix.json == {
         "body": {"a": 1},
-        "ai": "<ai: not configured>",
+        "ai": "<ai for mix.py>",
         "params": {},
         "limit": 10,
     }
