@@ -160,6 +160,29 @@ class Settings(msgspec.Struct, rename="kebab", forbid_unknown_fields=True, kw_on
             "was down (default: only ticks missed while the kit ran)."
         ),
     ] = False
+    ai_base_url: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="OpenAI-compatible API for scripts' ai helper (default: OPENAI_BASE_URL, "
+            "else OpenAI's)."
+        ),
+    ] = None
+    ai_api_key: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Key for ai-base-url (default: OPENAI_API_KEY, else a tag derived from the "
+            "home, for servers that need none)."
+        ),
+    ] = None
+    ai_model: Annotated[
+        str | None, msgspec.Meta(description="Model the ai helper asks for (@ai-model overrides).")
+    ] = None
+    ai_timeout_ms: Annotated[
+        int, msgspec.Meta(ge=100, description="Time limit of one ai call in ms.")
+    ] = 60000
+    ai_max_retries: Annotated[
+        int, msgspec.Meta(ge=0, le=10, description="Retries of a failed ai call (connection, 5xx).")
+    ] = 1
     packages_installer: Annotated[
         Literal["auto", "uv", "pip"],
         msgspec.Meta(

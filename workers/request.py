@@ -21,6 +21,9 @@ from hoodyexec.engine.hosts import HostMap
 from hoodyexec.engine.invoke import Invoker
 from hoodyexec.engine.metrics import Flusher
 from hoodyexec.engine.monitor import Monitor, SlowLog, flush_loop
+from hoodyexec.engine.runtime import install_ai
+from hoodyexec.features.ai.helper import AISettings
+from hoodyexec.features.ai.helper import factory as ai_factory
 from hoodyexec.home import Home
 from hoodyexec.http.endpoint import FalconApp
 from hoodyexec.http.gateway import create_gateway
@@ -40,6 +43,19 @@ from hoodyexec.storage import sqlite
 
 def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True) -> FalconApp:
     sitepath.activate(home.site)  # kit-local packages, after the kit's own
+    install_ai(
+        ai_factory(
+            AISettings(
+                base_url=settings.ai_base_url,
+                api_key=settings.ai_api_key,
+                model=settings.ai_model,
+                timeout_ms=settings.ai_timeout_ms,
+                max_retries=settings.ai_max_retries,
+                home=home.root,
+            ),
+            home.scripts,
+        )
+    )
     # Shared state lives here; an unusable file is a boot error.
     sqlite.connect(home.db).close()
     catalog = Catalog(

@@ -18,6 +18,7 @@ from hoodyexec.config import Settings
 from hoodyexec.engine.hosts import HostMap
 from hoodyexec.engine.store import ScriptStore
 from hoodyexec.errors import MethodNotAllowed, NotFound, NotImplementedYet
+from hoodyexec.features.ai import api as ai
 from hoodyexec.features.logs import api as logs
 from hoodyexec.features.magic import api as magic
 from hoodyexec.features.monitor import api as monitor
@@ -41,6 +42,7 @@ HEALTH_PATH = auth.HEALTH_PATH
 # Each capability is one folder under features/; its register(app, ctx) is all
 # the management app knows of it.
 FEATURES = (
+    ai,
     system,
     state,
     scripts,

@@ -91,13 +91,18 @@ class MagicAPI:
     async def schema(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, _: None, __: None
     ) -> None:
+        # Defaults another feature knows better (the AI feature: @ai-* on this kit).
+        found = self.ctx.facts.get("magic-defaults")
+        overrides = found() if found is not None else {}
+        schema = []
+        for spec in magic.SCHEMA:
+            item = msgspec.to_builtins(spec)
+            if spec.name in overrides:
+                item["default"] = overrides[spec.name]
+            schema.append(item)
         errors.json_response(
             resp,
-            {
-                "success": True,
-                "prefixes": list(magic.PREFIXES),
-                "schema": [msgspec.to_builtins(s) for s in magic.SCHEMA],
-            },
+            {"success": True, "prefixes": list(magic.PREFIXES), "schema": schema},
         )
 
     async def read(
