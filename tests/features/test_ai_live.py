@@ -158,3 +158,19 @@ def test_magic_schema_shows_the_kits_ai_defaults(aikit):
     schema = aikit.get("/api/v1/exec/magic-comments/schema").json()["schema"]
     by = {s["name"]: s for s in schema}
     assert by["ai-model"]["default"] == "test-model"
+
+
+def test_the_ai_templates_run(aikit, fake):
+    from hoodyexec.features.templates.service import BUILTINS, render_template
+
+    for name in ("ai-summarize", "ai-extract"):
+        put(aikit, BUILTINS[name].filename, render_template(BUILTINS[name], None))
+    fake.replies = ["A short summary."]
+    r = aikit.request("POST", "/ai/summarize", {"text": "A long text about many things."})
+    assert r.status == 200 and r.json()["summary"] == "A short summary.", r.body
+    assert fake.requests[-1]["temperature"] == 0.2
+    assert aikit.request("POST", "/ai/summarize", {}).status == 400
+    fake.replies = ['{"name": "Ann Lee", "email": "ann@example.org", "company": null}']
+    r = aikit.request("POST", "/ai/extract", {"text": "Mail Ann Lee at ann@example.org"})
+    assert r.status == 200, r.body
+    assert r.json() == {"name": "Ann Lee", "email": "ann@example.org", "company": None}

@@ -649,6 +649,48 @@ console.info(f"run {runs} ({trigger})")
 return {"runs": runs, "lastRun": now, "trigger": trigger, "previousRun": previous.get("lastRun")}
 """
 
+_AI_SUMMARIZE = """\
+# @description Summarize the posted text with the kit's LLM (ai.generate); ?stream=1 streams it
+# @ai-temperature {{temperature}}
+# POST {"text": "..."} → {"summary": "..."}; with ?stream=1 the summary arrives as it is
+# written (Server-Sent Events when the client asks for text/event-stream).
+MAX_WORDS = {{max_words}}
+
+
+async def POST(body, query, ai):
+    text = (body or {}).get("text") if isinstance(body, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        return {"error": "send {\\"text\\": \\"...\\"}"}, 400
+    prompt = f"Summarize in at most {MAX_WORDS} words:\\n\\n{text}"
+    if query.get("stream"):
+        return ai.stream(prompt)
+    answer = await ai.generate(prompt)
+    return {"summary": answer.text.strip(), "model": answer.model}
+"""
+
+_AI_EXTRACT = """\
+# @description Extract a typed contact from posted text with the kit's LLM (ai.object)
+# POST {"text": "..."} → {"name", "email", "company"}; the model's answer is checked
+# against the Struct (one retry, then 502 naming the field).
+import msgspec
+
+INSTRUCTIONS = {{instructions}}
+
+
+class Contact(msgspec.Struct):
+    name: str
+    email: str | None = None
+    company: str | None = None
+
+
+async def POST(body, ai):
+    text = (body or {}).get("text") if isinstance(body, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        return {"error": "send {\\"text\\": \\"...\\"}"}, 400
+    found = await ai.object(schema=Contact, prompt=f"{INSTRUCTIONS}\\n\\n{text}")
+    return msgspec.to_builtins(found)
+"""
+
 _HTTP_CALL = """\
 # @description Call an upstream HTTP API (stdlib urllib) and relay its answer; 502 when it fails
 # @mode thread
@@ -968,6 +1010,36 @@ _BUILTIN_LIST = [
         code=_TYPED_CRUD,
         filename="api/notes/[[...id]].py",
         tags=["crud", "msgspec", "typed"],
+    ),
+    Template(
+        name="ai-summarize",
+        title="AI summary",
+        description="Summarizes posted text with the built-in ai helper; streams it on request.",
+        category="ai",
+        variables=[
+            _v("max_words", "integer", 60, "Longest summary asked for, in words."),
+            _v("temperature", "number", 0.2, "Sampling temperature (@ai-temperature)."),
+        ],
+        code=_AI_SUMMARIZE,
+        filename="ai/summarize.py",
+        tags=["ai", "llm", "stream"],
+    ),
+    Template(
+        name="ai-extract",
+        title="AI extraction",
+        description="Extracts a typed contact (msgspec Struct) from posted text with ai.object.",
+        category="ai",
+        variables=[
+            _v(
+                "instructions",
+                "string",
+                "Extract the contact person mentioned in this text.",
+                "What the model is asked to do with the text.",
+            )
+        ],
+        code=_AI_EXTRACT,
+        filename="ai/extract.py",
+        tags=["ai", "llm", "msgspec", "typed"],
     ),
 ]
 for _t in _BUILTIN_LIST:
