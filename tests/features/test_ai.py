@@ -136,3 +136,21 @@ def test_chat_and_a_plain_json_schema_object(tmp_path):
         assert value == {"x": 1}
     finally:
         fake.close()
+
+
+def test_a_worker_does_not_import_openai_until_a_script_uses_ai(tmp_path):
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from hoodyexec.config import Settings
+from hoodyexec.home import Home
+from hoodyexec.workers.request import load_app
+home = Home({str(tmp_path / "home")!r})
+home.prepare()
+load_app(Settings(home=home.root), home, link=False)
+print("openai" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
