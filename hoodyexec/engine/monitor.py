@@ -15,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import functools
+import itertools
 import json
+import operator
 import os
 import sys
 import threading
@@ -35,6 +38,13 @@ _CODES: dict[object, int] = {
     f"{code} {phrase}": code
     for code, phrase in ((200, "OK"), (201, "Created"), (204, "No Content"))
 }
+# Columns of a pending record (file, mode, status, bytes, started, ended).
+_KEY = operator.itemgetter(0)
+_STATUS = operator.itemgetter(2)
+_BYTES = operator.itemgetter(3)
+_STARTED = operator.itemgetter(4)
+_ENDED = operator.itemgetter(5)
+_BUCKET = functools.partial(bisect.bisect_left, BUCKETS)
 # Executions recorded before the figures are brought up to date: small batches
 # stay in the CPU cache (and a busy loop never piles up records).
 BATCH = 256
@@ -135,33 +145,45 @@ class Monitor:
             self.drain()
 
     def drain(self) -> None:
+        """Fold the pending records into the figures. PERF: per script, whole
+        columns at a time through C-level ``map``/``Counter``/``sum``, no
+        Python statement per record."""
         pending, self._pending = self._pending, []
         if not pending:
             return
-        offset = self.wall_offset
         scripts = self.scripts
-        codes = _CODES
-        bisect_left = bisect.bisect_left
-        for key, mode, raw_status, nbytes, started, ended in pending:
-            seconds = ended - started
-            status = codes.get(raw_status)
-            if status is None:
-                status = raw_status if type(raw_status) is int else int(str(raw_status)[:3])
+        groups: Any
+        keys = set(map(_KEY, pending))
+        if len(keys) == 1:  # the usual batch: one hot script
+            groups = ((keys.pop(), pending),)
+        else:
+            pending.sort(key=_KEY)
+            groups = ((k, list(g)) for k, g in itertools.groupby(pending, _KEY))
+        for key, records in groups:
             f = scripts.get(key)
             if f is None:
                 f = scripts[key] = Figures(key)
-            f.requests += 1
-            f.statuses[status] = f.statuses.get(status, 0) + 1
-            if status == 504:
-                f.timeouts += 1
-            f.bytes += nbytes
-            f.seconds += seconds
-            f.buckets[bisect_left(BUCKETS, seconds)] += 1
-            f.last = ended
-            f.mode = mode
-            f.samples.append((ended, seconds))
+            ends = list(map(_ENDED, records))
+            seconds = list(map(operator.sub, ends, map(_STARTED, records)))
+            statuses = collections.Counter(map(_STATUS, records))
+            for raw, n in statuses.items():
+                status = _CODES.get(raw)
+                if status is None:
+                    status = raw if type(raw) is int else int(str(raw)[:3])
+                f.statuses[status] = f.statuses.get(status, 0) + n
+                if status == 504:
+                    f.timeouts += n
+            f.requests += len(records)
+            f.bytes += sum(map(_BYTES, records))
+            f.seconds += sum(seconds)
+            buckets = f.buckets
+            for index, n in collections.Counter(map(_BUCKET, seconds)).items():
+                buckets[index] += n
+            f.last = ends[-1]
+            f.mode = records[-1][1]
+            f.samples.extend(zip(ends, seconds, strict=True))
         # The batch is at most a second old: it counts in the second it ended.
-        second = int(pending[-1][5] + offset)
+        second = int(pending[-1][5] + self.wall_offset)
         if second != self._second:
             if second < self._second:
                 return
