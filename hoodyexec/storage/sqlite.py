@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from typing import Any
 
 import msgspec
@@ -63,6 +64,21 @@ class StateDBError(Exception):
     """The state database cannot be opened or migrated."""
 
 
+def _wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch to WAL. Changing the journal mode does not wait on the busy
+    handler: processes opening a new database at once (a booting kit's
+    workers) would see "database is locked"; retry until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def connect(path: str, *, timeout: float = 5.0) -> sqlite3.Connection:
     """Open the state database and check that it is usable."""
     existed = os.path.exists(path)
@@ -70,7 +86,7 @@ def connect(path: str, *, timeout: float = 5.0) -> sqlite3.Connection:
         conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        conn.execute("PRAGMA journal_mode = WAL")
+        _wal(conn, timeout)
         conn.execute("PRAGMA synchronous = NORMAL")
     except sqlite3.DatabaseError as exc:
         raise StateDBError(f"state database {path}: {exc}") from None
