@@ -98,7 +98,6 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
         return WorkerMonitor(
             pid=os.getpid(),
             started=monitor.started,
-            calls=sum(f.requests for f in monitor.scripts.values()),
             active=monitor.snapshot_active(query.stacks),
             scripts=monitor.snapshot_scripts(query.since, query.samples),
             rate1m=monitor.rate1m(),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import datetime
 import errno
 import json
 import os
@@ -24,6 +23,7 @@ from typing import Any
 
 import msgspec
 
+from hoodyexec.clock import iso
 from hoodyexec.engine import compiler, magic
 from hoodyexec.engine.routes import NotRoutable, resolves_inside, route_for, skip_name
 from hoodyexec.errors import BadRequest, Forbidden, HoodyError, NotFound
@@ -131,10 +131,6 @@ def safe_path(scope: Scope, rel: Any, *, allow_root: bool = False) -> tuple[str,
     return target, norm
 
 
-def _iso(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat().replace("+00:00", "Z")
-
-
 def describe(
     scope: Scope, rel: str, *, with_magic: bool = True, with_source: bool = False
 ) -> dict[str, Any]:
@@ -145,7 +141,7 @@ def describe(
         "path": rel,
         "name": os.path.basename(rel),
         "size": st.st_size,
-        "modified": _iso(st.st_mtime),
+        "modified": iso(st.st_mtime, millis=False),
         "type": "script" if rel.endswith(".py") else "file",
     }
     if not rel.endswith(".py"):

@@ -147,7 +147,6 @@ class ScriptStats(msgspec.Struct, frozen=True, rename="camel"):
 class WorkerMonitor(msgspec.Struct, tag=True, frozen=True, rename="camel"):
     pid: int
     started: float
-    calls: int = 0
     rate1m: float = 0.0  # executions per second over the last minute
     instances: int = 0  # instances the worker holds in memory
     active: list[ActiveRequest] = []

@@ -154,3 +154,16 @@ print("openai" in sys.modules)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_ai_client_is_the_openai_client_and_validation_knows_ai(tmp_path):
+    import openai
+
+    from hoodyexec.features.validate.service import validate_script
+
+    helper = AIHelper(AISettings(base_url="http://127.0.0.1:9/v1", model="m"), "/x/s.py", {}, "/x")
+    assert isinstance(helper.client, openai.AsyncOpenAI)
+    assert str(helper.client.base_url).startswith("http://127.0.0.1:9/v1")
+    assert helper.client is helper.client  # one client, reused
+    report = validate_script("r = await ai.generate('hi')\nreturn {'t': r.text}\n")
+    assert report["valid"] is True, report

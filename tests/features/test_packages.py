@@ -299,3 +299,10 @@ def test_installs_refuse_bad_specs_and_kit_conflicts_before_writing(api):
     assert r.status_code == 200  # what the kit has is already there: nothing to do
     assert r.json["results"][0]["status"] == "already-installed"
     assert r.json["results"][0]["source"] == "kit"
+
+
+def test_auto_falls_back_to_pip_when_no_uv_is_found(monkeypatch):
+    monkeypatch.setattr(installer, "find_uv", lambda: None)
+    assert installer.Installer("auto").name == "pip"
+    with pytest.raises(Exception, match="no uv binary"):
+        installer.Installer("uv")

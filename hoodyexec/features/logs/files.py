@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from hoodyexec.clock import iso
 from hoodyexec.engine.store import EXCLUDED
 from hoodyexec.errors import BadRequest, Forbidden, NotFound
 
@@ -36,10 +37,6 @@ SCHEDULE_FILE = "schedules/fires.log"
 _ROTATED = re.compile(r"^(.+\.log)\.([1-9][0-9]{0,3})$")
 _ACCESS = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*-[A-Za-z0-9_-]+\.log$")
 DAY = 86400.0
-
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
 
 
 def classify(name: str) -> tuple[str, bool] | None:
@@ -78,7 +75,7 @@ class LogFile:
             "file": self.name,
             "type": self.type,
             "size": self.size,
-            "modified": _iso(self.modified),
+            "modified": iso(self.modified),
             "rotated": self.rotated,
         }
         if self.type == "script":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -130,7 +129,3 @@ def process_figures(pid: int, cache: dict[int, psutil.Process]) -> dict[str, Any
 
 def uptime(started: float) -> float:
     return round(time.time() - started, 3)
-
-
-def kit_processes(master: int, control: int) -> list[tuple[str, int]]:
-    return [("master", master), ("control", control or os.getpid())]

@@ -66,7 +66,6 @@ class InstallBusy(HoodyError):
 class Outcome:
     ok: bool
     lines: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
     @property
     def error(self) -> str:
@@ -166,10 +165,6 @@ class SiteSets:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-
-    @property
-    def locked(self) -> bool:
-        return self._lock_fd is not None
 
     # -- sets ---------------------------------------------------------------
     def current(self) -> str | None:
@@ -316,7 +311,6 @@ class Installer:
 
     async def run(self, args: list[str], on_line: OnLine | None = None) -> Outcome:
         """Run to the end (or the timeout), every output line to ``on_line``."""
-        started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             *args,
             stdin=asyncio.subprocess.DEVNULL,
@@ -343,13 +337,13 @@ class Installer:
             lines.append(
                 f"error: the installer took longer than {self.timeout:g} s and was stopped"
             )
-            return Outcome(False, lines, time.monotonic() - started)
+            return Outcome(False, lines)
         finally:
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, 9)
                 await proc.wait()
-        return Outcome(proc.returncode == 0, lines, time.monotonic() - started)
+        return Outcome(proc.returncode == 0, lines)
 
     async def output(self, args: list[str]) -> tuple[bool, str]:
         """Run and return (ok, stdout) — for ``compile``."""

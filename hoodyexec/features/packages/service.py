@@ -108,6 +108,7 @@ class PackageService:
         self.announce = announce
         self.check_code = check_code
         self._installer: Installer | None = None
+        self._kit: dict[str, Dist] | None = None
 
     @property
     def installer(self) -> Installer:
@@ -116,7 +117,11 @@ class PackageService:
         return self._installer
 
     def kit(self) -> dict[str, Dist]:
-        return kit_distributions(self.home.packages)
+        """The kit's own environment: read once (installs never write to it), not
+        a scan of every distribution's metadata on every call."""
+        if self._kit is None:
+            self._kit = kit_distributions(self.home.packages)
+        return self._kit
 
     def parse(self, given: str) -> Spec:
         return parse(given, allow_urls=self.options.allow_urls)

@@ -30,7 +30,7 @@ from .schemas import (
     SchedulesReload,
     SchedulesTrigger,
 )
-from .service import Scheduler
+from .service import RESCAN_EVERY, Scheduler
 
 log = logging.getLogger("hoodyexec.schedules")
 DEBOUNCE = 0.2  # seconds: a burst of file events makes one rescan
@@ -55,7 +55,6 @@ class SchedulesService:
             kit_started=ctx.started,
             catch_up=settings.schedule_catch_up if settings is not None else False,
         )
-        self.started = False
         self._watcher: Watcher | None = None
         self._pending: set[tuple[str, str]] | None = set()
         self._rescan: asyncio.TimerHandle | None = None
@@ -79,7 +78,6 @@ class SchedulesService:
         await self.scheduler.start()
         if self._watcher is None:
             self._periodic = loop.create_task(self._rescan_periodically())
-        self.started = True
 
     async def stop(self, drain: float = 0.0) -> None:
         if self._watcher is not None:
@@ -92,8 +90,6 @@ class SchedulesService:
         await self.scheduler.stop(drain)
 
     async def _rescan_periodically(self) -> None:
-        from .service import RESCAN_EVERY
-
         while True:
             await asyncio.sleep(RESCAN_EVERY)
             self.scheduler.rescan()
