@@ -28,6 +28,7 @@ import os
 import re
 import sys
 import time
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -357,13 +358,38 @@ class _PrivateImporter:
         self, name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
     ) -> Any:
         if level == 0 and name[:1] == "_" and name[:2] != "__":
-            top = name.split(".", 1)[0]
+            top, _, rest = name.partition(".")
             module = self._private(top)
             if module is not None:
-                if "." in name:
-                    return builtins.__import__(name, globals, locals, fromlist, level)
-                return module
+                leaf = module
+                for part in rest.split(".") if rest else ():
+                    leaf = self._submodule(leaf, part, name)
+                if fromlist and hasattr(leaf, "__path__"):
+                    for item in fromlist:  # ``from _pkg import mod`` loads _pkg/mod.py
+                        if item != "*" and not hasattr(leaf, item):
+                            self._submodule(leaf, item, None)
+                return leaf if fromlist else module
         return builtins.__import__(name, globals, locals, fromlist, level)
+
+    def _submodule(self, package: Any, item: str, wanted: str | None) -> Any:
+        """``package.item`` from a private package's folder (``_sdk/client.py``), loaded
+        like a private module; None when absent, or ImportError when ``wanted`` names
+        a dotted import that needs it."""
+        found = getattr(package, item, None)
+        if found is not None:
+            return found
+        for folder in getattr(package, "__path__", ()):
+            for candidate in (
+                os.path.join(folder, item + ".py"),
+                os.path.join(folder, item, "__init__.py"),
+            ):
+                if os.path.isfile(candidate):
+                    module = self._load(f"{package.__name__}.{item}", candidate)
+                    setattr(package, item, module)
+                    return module
+        if wanted is not None:
+            raise ModuleNotFoundError(f"No module named {wanted!r}", name=wanted)
+        return None
 
     def _private(self, top: str) -> Any:
         key = f"{self.folder}:{top}"
@@ -380,6 +406,9 @@ class _PrivateImporter:
                 if os.path.isfile(candidate):
                     found = candidate
                     break
+            else:  # a folder without __init__.py: a package of private modules (_sdk/)
+                if os.path.isdir(os.path.join(folder, top)):
+                    found = os.path.join(folder, top)
             if (
                 found
                 or os.path.normpath(folder) == os.path.normpath(self.inst.root)
@@ -391,6 +420,19 @@ class _PrivateImporter:
             privates[key] = None
             return None
         modname = f"hoodyexec.private.{self.inst.subdomain}.{self.inst.exec_id}.{abs(hash(found)):x}.{top}"
+        module = self._load(modname, found)
+        privates[key] = module
+        return module
+
+    def _load(self, modname: str, found: str) -> Any:
+        """Run a private module (a file, a package's ``__init__.py``, or a bare
+        folder) under ``modname``, with this importer for its own imports."""
+        if os.path.isdir(found):
+            module = types.ModuleType(modname)
+            module.__path__ = [found]
+            module.__package__ = modname
+            sys.modules[modname] = module
+            return module
         spec = importlib.util.spec_from_file_location(
             modname,
             found,
@@ -410,5 +452,4 @@ class _PrivateImporter:
         except BaseException:
             sys.modules.pop(modname, None)
             raise
-        privates[key] = module
         return module

@@ -560,11 +560,13 @@ def _findable(top: str) -> bool:
         return False
 
 
-def _status(top: str, script_dir: str | None, extra_paths: Sequence[str]) -> str:
+def _status(
+    top: str, script_dir: str | None, extra_paths: Sequence[str], parents: Sequence[str] = ()
+) -> str:
     if _is_stdlib(top):
         return "stdlib"
     if top.startswith("_"):
-        if script_dir is None or _in_dirs(top, [script_dir, *extra_paths]):
+        if script_dir is None or _in_dirs(top, [script_dir, *parents, *extra_paths]):
             return "private"
     if _findable(top) or _in_dirs(top, extra_paths):
         return "installed"
@@ -597,11 +599,25 @@ def _missing_message(found: _Import, hint: str | None) -> str:
     return f"{kind} '{found.name}' cannot be resolved: {what} (line {found.line})"
 
 
+def _private_parents(script_dir: str | None, path: str | None) -> list[str]:
+    """The folders from the script's parent up to its instance root, where the
+    engine also looks for private modules (``path`` is relative to that root)."""
+    if script_dir is None or not path:
+        return []
+    out = []
+    folder = script_dir
+    for _ in range(path.strip("/").count("/")):
+        folder = os.path.dirname(folder)
+        out.append(folder)
+    return out
+
+
 def _dependencies(
     tree: ast.Module | None,
     parse_errors: list[Item],
     script_dir: str | None,
     extra_paths: Sequence[str],
+    parents: Sequence[str] = (),
 ) -> dict[str, Any]:
     finder = _ImportFinder()
     if tree is not None:
@@ -609,7 +625,7 @@ def _dependencies(
     statuses: dict[str, str] = {}
     for found in finder.found:
         if not found.local and found.top not in statuses:
-            statuses[found.top] = _status(found.top, script_dir, extra_paths)
+            statuses[found.top] = _status(found.top, script_dir, extra_paths, parents)
     installed = (
         importlib.metadata.packages_distributions() if "installed" in statuses.values() else {}
     )
@@ -704,7 +720,11 @@ def validate_script(
         "syntax": _syntax_result(compiled),
         "typescript": _static_result(compiled, route_params_of(path)),
         "dependencies": _dependencies(
-            compiled.tree, parse_errors, script_dir, list(extra_paths or ())
+            compiled.tree,
+            parse_errors,
+            script_dir,
+            list(extra_paths or ()),
+            _private_parents(script_dir, path),
         ),
         "magicComments": check_magic(code),
     }
