@@ -123,6 +123,7 @@ class ControlWorker:
                 settings=self.settings,
                 services=services,
                 gather=server.gather,
+                ask=server.ask,
             )
             await server.start()
             for service in services:  # the scheduler

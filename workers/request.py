@@ -16,6 +16,7 @@ from hoodyexec.config import Settings
 from hoodyexec.engine import capture as logs
 from hoodyexec.engine import sitepath
 from hoodyexec.engine.catalog import Catalog
+from hoodyexec.engine.describe import Describer
 from hoodyexec.engine.executor import Executor, guard_forks
 from hoodyexec.engine.hosts import HostMap
 from hoodyexec.engine.invoke import Invoker
@@ -31,6 +32,7 @@ from hoodyexec.http.router import table_for
 from hoodyexec.http.sink import ScriptsSink, invoke_app
 from hoodyexec.ipc.protocol import (
     ClearCache,
+    Describe,
     Invalidate,
     Invoke,
     MonitorQuery,
@@ -148,7 +150,11 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
             Reload: reload,
             PackagesChanged: packages_changed,
         },
-        on_query={Invoke: Invoker(invoke_app(sink), catalog), MonitorQuery: monitoring},
+        on_query={
+            Invoke: Invoker(invoke_app(sink), catalog),
+            MonitorQuery: monitoring,
+            Describe: Describer(catalog),
+        },
         on_startup=[start],
         on_shutdown=[shared.close, catalog.close, stop_monitoring],
         token=settings.token,

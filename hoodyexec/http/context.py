@@ -30,6 +30,8 @@ WorkerPids = Callable[[], Awaitable[list[int]]]
 # Run a script in a request worker: (invoke request, pid to avoid) → its answer.
 Invoke = Callable[[protocol.Invoke, int], Awaitable[protocol.InvokeResult]]
 Gather = Callable[[protocol.Topic, float], Awaitable[list[protocol.Reply]]]
+# Ask one linked request worker (ControlServer.ask, round robin): topic → its reply.
+Ask = Callable[[protocol.Topic], Awaitable[protocol.Reply]]
 # Tell every request worker (ControlServer.broadcast); the pids that applied it.
 Broadcast = Callable[[protocol.Topic], Awaitable[list[int]]]
 
@@ -58,6 +60,8 @@ class Context:
     settings: Settings | None = None
     # Ask every linked request worker (ControlServer.gather): (topic, timeout) → replies.
     gather: Gather | None = None
+    # Ask one request worker (ControlServer.ask): what only user code can tell.
+    ask: Ask | None = None
     # Figures a feature offers the others without being imported (the scheduler's
     # "cron" summary for monitor/stats): name → function returning JSON-able data.
     facts: dict[str, Callable[[], Any]] = field(default_factory=dict)

@@ -31,10 +31,11 @@ from hoodyexec.features.scripts import api as scripts
 from hoodyexec.features.state import api as state
 from hoodyexec.features.system import api as system
 from hoodyexec.features.templates import api as templates
+from hoodyexec.features.user_openapi import api as user_openapi
 from hoodyexec.features.validate import api as validate
 from hoodyexec.home import Home
 from hoodyexec.http import auth, endpoint, errors
-from hoodyexec.http.context import Broadcast, Context, Gather, Invoke, Service, WorkerPids
+from hoodyexec.http.context import Ask, Broadcast, Context, Gather, Invoke, Service, WorkerPids
 from hoodyexec.storage.base import SharedStore
 
 HEALTH_PATH = auth.HEALTH_PATH
@@ -54,6 +55,7 @@ FEATURES = (
     schedules,
     logs,
     monitor,
+    user_openapi,
     openapi,
 )
 
@@ -129,6 +131,7 @@ def create_management(
     settings: Settings | None = None,
     services: list[Service] | None = None,
     gather: Gather | None = None,
+    ask: Ask | None = None,
 ) -> endpoint.FalconApp:
     """The management app: token check, then every feature's routes."""
     ctx = Context(
@@ -145,6 +148,7 @@ def create_management(
         broadcast=broadcast,
         settings=settings,
         gather=gather,
+        ask=ask,
         check_dependencies=_dependency_check(),
     )
     app = falcon.asgi.App(middleware=[TokenAuth(token)])

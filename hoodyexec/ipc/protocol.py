@@ -8,8 +8,8 @@ connection use the same control socket, told apart by their first frame:
   carries broadcasts (control → workers) and queries with their replies. What
   a broadcast or query is about is a *topic*, itself a tagged ``Struct``
   (``Invalidate``, ``ClearCache``, ``Reload``, ``PackagesChanged``, ``Status``,
-  ``Invoke``), and a
-  reply carries a typed answer (``WorkerStatus``, ``InvokeResult``): a worker
+  ``Invoke``, ``Describe``), and a
+  reply carries a typed answer (``WorkerStatus``, ``InvokeResult``, ``Described``): a worker
   dispatches on the topic's type, and a misspelt topic or field is a decode
   error at the boundary instead of a silently ignored notice;
 * a **forward** starts with ``HttpRequest``; the control worker answers with one
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from typing import Any
 
 import msgspec
 
@@ -106,7 +107,19 @@ class Invoke(msgspec.Struct, tag=True, frozen=True, forbid_unknown_fields=True, 
     limit: int = 1024 * 1024  # bytes of the answer kept (then ``truncated``)
 
 
-Topic = Invalidate | ClearCache | Reload | PackagesChanged | Status | MonitorQuery | Invoke
+class Describe(msgspec.Struct, tag=True, frozen=True, forbid_unknown_fields=True, rename="camel"):
+    """Describe the routed scripts of one instance from their loaded code (entry
+    parameters, annotations, docstrings, magic comments) for its OpenAPI
+    document (``user-openapi/*``); answered with a ``Described``. User code is
+    only ever loaded in a request worker, so the types exist only there.
+    ``files`` limits it to those scripts (relative paths); ``None``: all."""
+
+    subdomain: str
+    exec_id: str
+    files: list[str] | None = None
+
+
+Topic = Invalidate | ClearCache | Reload | PackagesChanged | Status | MonitorQuery | Invoke | Describe
 
 
 # -- answers: what a reply carries ----------------------------------------------------
@@ -163,7 +176,52 @@ class InvokeResult(msgspec.Struct, tag=True, frozen=True, rename="camel"):
     execution_id: str = ""  # the run's executionId, as in the script's log
 
 
-Answer = WorkerStatus | WorkerMonitor | InvokeResult
+class ParamFacts(msgspec.Struct, frozen=True, rename="camel"):
+    """One entry parameter a request fills: ``source`` as in ``compiler.Param``
+    (``route``, ``typed``, ``typed-body``, ``typed-query``, ``body``...);
+    ``schema``: JSON Schema of its annotation (refs into ``Described.components``)."""
+
+    name: str
+    source: str
+    schema: dict[str, Any] | None = None
+    required: bool = True
+
+
+class OperationFacts(msgspec.Struct, frozen=True, rename="camel"):
+    """One entry of a script: ``method`` (``GET``... or ``*`` for body mode and
+    handler), its docstring, parameters and return annotation. ``returns``:
+    ``json`` | ``text`` | ``bytes`` | ``none`` | ``stream`` | ``unknown`` (not
+    annotated); ``status``: from ``tuple[T, Literal[201]]``, else 200."""
+
+    method: str
+    doc: str | None = None
+    params: list[ParamFacts] = []
+    returns: str = "unknown"
+    schema: dict[str, Any] | None = None
+    status: int = 200
+
+
+class ScriptFacts(msgspec.Struct, frozen=True, rename="camel"):
+    file: str
+    route: str
+    templates: list[str]
+    params: list[str] = []
+    shape: str = ""
+    description: str | None = None
+    tags: list[str] = []
+    token: bool = False
+    enabled: bool = True
+    error: str | None = None  # the script does not load: it answers 500
+    operations: list[OperationFacts] = []
+
+
+class Described(msgspec.Struct, tag=True, frozen=True, rename="camel"):
+    scripts: list[ScriptFacts] = []
+    components: dict[str, Any] = {}  # JSON Schemas the facts refer to
+    skipped: list[tuple[str, str]] = []  # .py files that are not routes, with the reason
+
+
+Answer = WorkerStatus | WorkerMonitor | InvokeResult | Described
 
 
 # -- link messages -------------------------------------------------------------------

@@ -7,9 +7,7 @@ folder declares these endpoints itself and the entry here goes.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
-
-from hoodyexec.http.spec import Endpoint, Fields, Scoped
+from hoodyexec.http.spec import Endpoint, Fields
 
 E = "/api/v1/exec/"
 
@@ -24,22 +22,6 @@ class CacheClear(Fields):
     clearVm: bool = True  # noqa: N815
     clearState: bool = False  # noqa: N815
     clearAll: bool = False  # noqa: N815
-
-
-class UserOpenAPIListQuery(Scoped):
-    directory: str | None = None
-    aliases: ClassVar[dict[str, str]] = {"dir": "directory", "exec_id": "execId"}
-
-
-class UserOpenAPISpecQuery(Scoped):
-    dir: str | None = None
-    format: Literal["json", "yaml"] = "json"
-    aliases: ClassVar[dict[str, str]] = {"directory": "dir", "exec_id": "execId"}
-
-
-class UserOpenAPISchemaQuery(Fields):
-    file: str | None = None
-    aliases: ClassVar[dict[str, str]] = {"path": "file"}
 
 
 class SdkImport(Fields):
@@ -71,28 +53,6 @@ def _ep(
 
 PLANNED: tuple[Endpoint, ...] = (
     _ep("POST", "cache/clear", "Clear Cache", "cache", CacheClear),
-    _ep(
-        "POST",
-        "user-openapi/generate",
-        "Generate User Open A P I",
-        "openapi",
-        AnyObject,
-        required=True,
-    ),
-    _ep("GET", "user-openapi/list", "List User Scripts", "openapi", query=UserOpenAPIListQuery),
-    _ep(
-        "POST", "user-openapi/merge", "Merge Open A P I Specs", "openapi", AnyObject, required=True
-    ),
-    _ep("GET", "user-openapi/spec", "Serve Generated Spec", "openapi", query=UserOpenAPISpecQuery),
-    _ep("GET", "user-openapi/schema", "Serve Schema File", "openapi", query=UserOpenAPISchemaQuery),
-    _ep(
-        "POST",
-        "user-openapi/validate",
-        "Validate User Schema",
-        "openapi",
-        AnyObject,
-        required=True,
-    ),
     _ep("DELETE", "sdk/{id}", "Delete S D K", "sdk"),
     _ep("GET", "sdk/{id}", "Get S D K", "sdk"),
     _ep("POST", "sdk/import", "Import S D K", "sdk", SdkImport, required=True),

@@ -1,0 +1,1 @@
+"""User OpenAPI: the OpenAPI document of an instance's scripts, from their types."""
