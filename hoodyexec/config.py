@@ -153,6 +153,22 @@ class Settings(msgspec.Struct, rename="kebab", forbid_unknown_fields=True, kw_on
             "logs/slow.log once (0 = off).",
         ),
     ] = 5000
+    websocket_idle_timeout: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            description="Seconds a WebSocket may go without a message either way before the kit "
+            "closes it with 1001 (0 = never).",
+        ),
+    ] = 300
+    websocket_max_message_size: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            description="Largest WebSocket message a client may send, in bytes (over: close "
+            "1009; 0 = no limit).",
+        ),
+    ] = 1024 * 1024
     schedule_catch_up: Annotated[
         bool,
         msgspec.Meta(

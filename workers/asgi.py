@@ -171,3 +171,23 @@ class HoodyASGIWorker(ASGIWorker):
         # The stubs do not list gasgi's import of ASGIProtocol.
         gasgi.ASGIProtocol = HoodyProtocol  # type: ignore[attr-defined]
         super().init_process()
+
+    # -- WebSockets on stop ------------------------------------------------------
+    # gunicorn waits up to ``graceful_timeout`` for open connections before the
+    # app's lifespan shutdown, and an open WebSocket never ends by itself: the
+    # worker closes its sockets with 1001 as soon as it is told to stop, so
+    # clients see a clean "going away" and reconnect to a new worker.
+    def handle_exit_signal(self) -> None:
+        super().handle_exit_signal()
+        self._websockets_going_away()
+
+    async def _shutdown(self) -> None:
+        # Also when the worker stops without a signal (its parent is gone).
+        self._websockets_going_away()
+        await super()._shutdown()  # type: ignore[misc]  # not in the stubs
+
+    def _websockets_going_away(self) -> None:
+        sockets = self.app.sockets
+        if sockets is not None and sockets.open:
+            count = sockets.going_away()
+            self.log.info("Closing %d WebSocket(s) with 1001 (going away)", count)

@@ -30,6 +30,7 @@ from gunicorn.workers.workertmp import WorkerTmp
 from hoodyexec import config
 from hoodyexec.config import Settings
 from hoodyexec.engine import kitlog, metrics
+from hoodyexec.engine.websocket import Sockets
 from hoodyexec.errors import ConfigError
 from hoodyexec.home import Home
 from hoodyexec.http.endpoint import FalconApp
@@ -57,6 +58,7 @@ def gunicorn_settings(settings: Settings, home: Home) -> dict[str, Any]:
         "worker_connections": settings.worker_connections,
         "graceful_timeout": settings.graceful_timeout,
         "timeout": settings.timeout,
+        "websocket_max_message_size": settings.websocket_max_message_size,
         "loglevel": settings.log_level,
         "accesslog": "-" if settings.access_log else None,
         "pidfile": home.pidfile,
@@ -93,6 +95,8 @@ class HoodyApplication(BaseApplication):
         self.home = Home(settings.home)
         self.args = args
         self.worker_age = 0
+        # The request worker's WebSocket sessions (set in the worker by ``load``).
+        self.sockets: Sockets | None = None
         self._loaded = False
         super().__init__(prog="hoodyexec")
 
@@ -127,7 +131,8 @@ class HoodyApplication(BaseApplication):
     # The ASGI app, loaded in the worker after fork. falcon's App takes a dict
     # scope where gunicorn's ASGI app type passes a MutableMapping.
     def load(self) -> FalconApp:  # type: ignore[override]
-        return request.load_app(self.settings, self.home, self.worker_age)
+        self.sockets = Sockets(self.settings.websocket_idle_timeout)
+        return request.load_app(self.settings, self.home, self.worker_age, sockets=self.sockets)
 
 
 def _read_gunicorn_file(app: BaseApplication, path: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from hoodyexec.engine.invoke import Invoker
 from hoodyexec.engine.metrics import Flusher
 from hoodyexec.engine.monitor import Monitor, SlowLog, flush_loop
 from hoodyexec.engine.runtime import install_ai
+from hoodyexec.engine.websocket import Sockets
 from hoodyexec.features.ai.helper import AISettings
 from hoodyexec.features.ai.helper import factory as ai_factory
 from hoodyexec.home import Home
@@ -43,7 +44,18 @@ from hoodyexec.ipc.protocol import (
 from hoodyexec.storage import sqlite
 
 
-def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True) -> FalconApp:
+def load_app(
+    settings: Settings,
+    home: Home,
+    age: int = 0,
+    *,
+    link: bool = True,
+    sockets: Sockets | None = None,
+) -> FalconApp:
+    """``sockets``: the worker's WebSocket sessions, which the worker closes with
+    1001 when it is told to stop (``asgi.HoodyASGIWorker``)."""
+    if sockets is None:
+        sockets = Sockets(settings.websocket_idle_timeout)
     sitepath.activate(home.site)  # kit-local packages, after the kit's own
     install_ai(
         ai_factory(
@@ -77,6 +89,7 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
         max_concurrency=settings.max_concurrency,
         default_timeout_ms=settings.script_timeout,
         monitor=monitor if settings.monitoring else None,
+        sockets=sockets,
     )
     flush = Flusher(monitor)
     slow = SlowLog(
@@ -104,6 +117,7 @@ def load_app(settings: Settings, home: Home, age: int = 0, *, link: bool = True)
             scripts=monitor.snapshot_scripts(query.since, query.samples),
             rate1m=monitor.rate1m(),
             instances=len(catalog.instances),
+            websocket=sockets.stats(),
         )
 
     def invalidate(notice: Invalidate) -> None:

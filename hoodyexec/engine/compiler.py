@@ -45,6 +45,9 @@ BODY_ARGS = ("req", "res", "metadata", "shared", "console", "ai")
 CONTEXT_NAMES = frozenset({*BODY_ARGS, "body", "query", "params"})
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 BODY_FN = "__hoody_body__"
+# A ``# @websocket`` script's entry for WebSocket connections (``async def``);
+# ``ws`` is injectable there besides everything a handler gets.
+WEBSOCKET_FN = "websocket"
 
 
 class ScriptLoadError(HoodyError):
@@ -130,6 +133,7 @@ class Script:
         "log",
         "access_log",
         "ai",
+        "ws",
     )
 
     def __init__(self, path: str, rel: str, identity: tuple[int, int, int], source: str) -> None:
@@ -149,6 +153,7 @@ class Script:
         self.log: Any = None  # the script's ScriptLog, set on first use
         self.access_log = False  # @log-level / @log-request-body: one access line per request
         self.ai: Any = None  # runtime.ScriptAI, set when compiled
+        self.ws: Entry | None = None  # ``websocket()`` of a ``# @websocket`` script
 
     def entry_for(self, method: str) -> Entry | None:
         if self.shape != "methods":
@@ -223,8 +228,12 @@ def _bound_entries(tree: ast.Module) -> dict[str, int]:
     return found
 
 
-def analyse(tree: ast.Module) -> dict[str, Any]:
-    """Shape facts from a parsed module (no execution)."""
+def analyse(tree: ast.Module, websocket: bool = False) -> dict[str, Any]:
+    """Shape facts from a parsed module (no execution).
+
+    ``websocket``: the script has ``# @websocket``; with a top-level
+    ``websocket`` function and no HTTP entry its shape is ``websocket``
+    (plain HTTP requests get 426)."""
     top = _TopLevel()
     for stmt in tree.body:
         top.visit(stmt)
@@ -242,8 +251,19 @@ def analyse(tree: ast.Module) -> dict[str, Any]:
         shape = "methods"
     elif "handler" in entries or "main" in functions:
         shape = "handler"
+    elif websocket and WEBSOCKET_FN in functions:
+        shape = "websocket"
     else:
         shape = "body"
+    ws_line = next(
+        (
+            stmt.lineno
+            for stmt in tree.body
+            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef)
+            and stmt.name == WEBSOCKET_FN
+        ),
+        None,
+    )
     return {
         "shape": shape,
         "async": top.has_await if shape == "body" else None,
@@ -252,6 +272,8 @@ def analyse(tree: ast.Module) -> dict[str, Any]:
         "handler": ("handler" if "handler" in entries else "main") if shape == "handler" else None,
         # entry names bound other than by ``def`` (name -> line): checked callable at load
         "bound": {n: line for n, line in bound.items() if n not in functions},
+        # line of a top-level ``def websocket`` (a @websocket script's entry), or None
+        "websocket": ws_line,
     }
 
 
@@ -384,8 +406,12 @@ def _name(fn: Any) -> str:
 
 
 def plan(
-    fn: Callable[..., Any], route_params: tuple[str, ...], namespace: dict[str, Any]
+    fn: Callable[..., Any],
+    route_params: tuple[str, ...],
+    namespace: dict[str, Any],
+    websocket: bool = False,
 ) -> list[Param]:
+    """``websocket``: the plan of a ``websocket()`` entry, which also gets ``ws``."""
     sig = inspect.signature(fn)
     try:
         hints = typing.get_type_hints(_hinted(fn), globalns=namespace)
@@ -403,6 +429,8 @@ def plan(
             params.append(
                 Param(p.name, "route", tp if _is_typed(tp) and tp is not str else None, has_default)
             )
+        elif websocket and p.name == "ws":
+            params.append(Param("ws", "ws"))
         elif p.name in ("body", "query") and _is_typed(tp) and tp not in (dict, bytes, str, object):
             params.append(Param(p.name, "typed-" + p.name, tp, has_default))
         elif p.name in CONTEXT_NAMES:
@@ -412,9 +440,8 @@ def plan(
         elif has_default:
             params.append(Param(p.name, "default", None, True))
         else:  # what ``injectable`` says no to
-            raise ScriptLoadError(
-                injection_error(_name(fn), p.name, route_params), type="InjectionError"
-            )
+            known = (*route_params, "ws") if websocket else route_params
+            raise ScriptLoadError(injection_error(_name(fn), p.name, known), type="InjectionError")
     return params
 
 
@@ -478,8 +505,10 @@ def load(
         magic.log_level
     ]
     tree = parse(source, path)
-    facts = analyse(tree)
+    facts = analyse(tree, websocket=magic.websocket)
     script.shape = facts["shape"]
+    if magic.websocket:
+        _check_websocket(facts, magic.lines.get("websocket"))
     # A real module object, so pickling, dataclasses and typing see a normal namespace.
     module = types.ModuleType(module_name)
     module.__dict__.update(
@@ -513,6 +542,8 @@ def load(
     elif script.shape == "handler":
         fn = _entry_callable(namespace, facts["handler"], facts["bound"])
         script.entries["*"] = Entry(fn, facts["handler"], plan(fn, route_params, namespace))
+    elif script.shape == "websocket":
+        script.entries["*"] = Entry(_upgrade_required, "upgrade", [])
     else:
         for method in facts["methods"]:
             fn = _entry_callable(namespace, method, facts["bound"])
@@ -522,7 +553,46 @@ def load(
             allowed.add("HEAD")
         allowed.add("OPTIONS")
         script.allow = ", ".join(sorted(allowed))
+    if magic.websocket:
+        fn = namespace.get(WEBSOCKET_FN)
+        if not inspect.iscoroutinefunction(fn):
+            raise ScriptLoadError(
+                f"{WEBSOCKET_FN} must be an async def (line {facts['websocket']})",
+                type="ShapeError",
+                line=facts["websocket"],
+            )
+        script.ws = Entry(fn, WEBSOCKET_FN, plan(fn, route_params, namespace, websocket=True))
     return script
+
+
+def _check_websocket(facts: dict[str, Any], line: int | None) -> None:
+    """A ``# @websocket`` script needs a top-level ``websocket`` function, which
+    body mode (top-level ``return``/``await``/``yield``) cannot have."""
+    where = f" (line {line})" if line else ""
+    if facts["websocket"] is None:
+        raise ScriptLoadError(
+            f"@websocket{where}: define `async def {WEBSOCKET_FN}(ws, ...)` at the top level",
+            type="ShapeError",
+            line=line,
+        )
+    if facts["shape"] == "body":
+        raise ScriptLoadError(
+            f"@websocket{where}: a body-mode script (top-level return, await or yield) "
+            f"cannot serve WebSockets; answer HTTP with handler or method functions "
+            f"beside {WEBSOCKET_FN}()",
+            type="ShapeError",
+            line=line,
+        )
+
+
+def _upgrade_required() -> None:
+    """The HTTP entry of a WebSocket-only script: 426 for any plain request."""
+    raise HoodyError(
+        "This script only accepts WebSocket connections",
+        status=426,
+        type="UpgradeRequired",
+        headers={"Upgrade": "websocket"},
+    )
 
 
 def _entry_callable(namespace: dict[str, Any], name: str, bound: dict[str, int]) -> Any:

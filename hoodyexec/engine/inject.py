@@ -47,6 +47,7 @@ CALL_FIELDS = (
     "magic",  # the script's magic comments, raw
     "store",  # the SharedStore
     "ai",  # the script's runtime.ScriptAI
+    "ws",  # a WebSocket session's engine.websocket.WebSocket (only WebSocket calls offer it)
 )
 (
     REQ,
@@ -63,6 +64,7 @@ CALL_FIELDS = (
     MAGIC,
     STORE,
     AI_FIELD,
+    WS,
 ) = range(len(CALL_FIELDS))
 Call = tuple[Any, ...]
 Getter = Callable[[Call], Any]
@@ -86,6 +88,7 @@ _DIRECT: dict[str, Getter] = {
     "body": itemgetter(BODY),
     "params": itemgetter(PARAMS),
     "query": _query,
+    "ws": itemgetter(WS),
 }
 
 

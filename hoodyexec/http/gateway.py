@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any
@@ -184,19 +185,25 @@ class WebSocketRefused(Exception):
     """Ends falcon's handling of a handshake that was refused (see ``NoWebSockets``)."""
 
 
-class NoWebSockets:
-    """Falcon middleware: refuse every WebSocket handshake, none is served yet.
+_KIT_PATH = re.compile(r"/api/v1/exec(/|$)|/openapi\.(json|yaml)$")
 
-    Without it falcon routes the handshake to the sinks, which are HTTP
-    handlers, and the client gets a 500. Closing before accepting is the ASGI
-    way to refuse: the server answers the handshake with HTTP 403 (gunicorn has
-    no ``websocket.http.response`` extension, so no body). Only
+
+class NoWebSockets:
+    """Falcon middleware: refuse WebSocket handshakes to the kit's own paths.
+
+    Script routes go to the scripts sink, which serves ``# @websocket``
+    scripts (``http/websocket.py``); the management API is HTTP only, and
+    without this falcon would route its handshakes to the forwarding sink, an
+    HTTP handler (a 500). Closing before accepting is the ASGI way to refuse:
+    the server answers the handshake with HTTP 403 (gunicorn has no
+    ``websocket.http.response`` extension, so no body). Only
     ``process_request_ws``: HTTP requests never reach this class.
     """
 
     async def process_request_ws(self, req: falcon.asgi.Request, ws: Any) -> None:
-        await ws.close(1008)  # before accept: HTTP 403, this code never goes out
-        raise WebSocketRefused
+        if _KIT_PATH.match(req.path):
+            await ws.close(1008)  # before accept: HTTP 403, this code never goes out
+            raise WebSocketRefused
 
 
 async def _websocket_refused(
@@ -205,7 +212,12 @@ async def _websocket_refused(
     """Already answered by ``NoWebSockets``: nothing to log, nothing to send."""
 
 
-async def _no_script(req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: Any) -> None:
+async def _no_script(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, ws: Any = None, **_: Any
+) -> None:
+    if ws is not None:
+        await ws.close(1008)  # refused: HTTP 403
+        return
     errors.json_response(resp, {"error": f"No script at {req.path}", "path": req.path}, status=404)
 
 
@@ -273,7 +285,8 @@ def create_gateway(
     app.add_error_handler(WebSocketRefused, _websocket_refused)
     forward = Forwarder(socket_path, pid, connect_timeout, token)
     # falcon types a sink's resp as Response | None (None for a WebSocket, which
-    # NoWebSockets refuses): these sinks take a Response.
+    # NoWebSockets refuses on these paths; the scripts sink takes ``ws``): these
+    # sinks take a Response.
     app.add_sink(forward, prefix=r"/api/v1/exec(/|$)")  # type: ignore[arg-type]
     app.add_sink(forward, prefix=r"/openapi\.(json|yaml)$")  # type: ignore[arg-type]
     app.add_sink(

@@ -36,10 +36,12 @@ from hoodyexec.engine.hosts import HOST_CACHE, HostMap
 from hoodyexec.engine.invoke import INVOKE_EXECUTION, INVOKE_TARGET, KIT_TRIGGERS
 from hoodyexec.engine.monitor import BATCH, Monitor
 from hoodyexec.engine.runtime import AI, Metadata, Req, Res, Shared
+from hoodyexec.engine.websocket import Sockets
 from hoodyexec.errors import HoodyError
 from hoodyexec.http import errors
 from hoodyexec.http.body import parse_body
 from hoodyexec.http.endpoint import FalconApp
+from hoodyexec.http.websocket import serve as serve_websocket
 from hoodyexec.storage.base import SharedStore
 
 log = logging.getLogger("hoodyexec.scripts")
@@ -126,8 +128,11 @@ class ScriptsSink:
         default_timeout_ms: int = 30000,
         trigger: str = "http",
         monitor: Monitor | None = None,
+        sockets: Sockets | None = None,
     ) -> None:
         self.catalog = catalog
+        # Open WebSocket sessions of this worker (http/websocket.py).
+        self.sockets = sockets if sockets is not None else Sockets()
         # None: monitoring off (the `monitoring` setting), nothing recorded.
         self.monitor = monitor
         # Access logs, one per instance: <logs>/<subdomain>-<execId>.log.
@@ -147,10 +152,21 @@ class ScriptsSink:
         self._prefix = os.urandom(3).hex()
         self._ids = itertools.count(1)
 
+    def next_id(self) -> str:
+        """A new execution id (the hot path below makes its own inline)."""
+        return f"{self._prefix}{next(self._ids):07x}"
+
     # -- entry point --------------------------------------------------------------
     async def __call__(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: Any
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        ws: falcon.asgi.WebSocket | None = None,
+        **_: Any,
     ) -> None:
+        # falcon passes ``ws`` (and resp None) for a WebSocket handshake only.
+        if ws is not None:
+            return await serve_websocket(self, req, ws)
         execution_id = f"{self._prefix}{next(self._ids):07x}"
         # Every answer names its execution (errors and streams included): the id
         # every log line of the run carries. PERF: falcon's own header dict.

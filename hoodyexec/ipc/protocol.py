@@ -157,6 +157,16 @@ class ScriptStats(msgspec.Struct, frozen=True, rename="camel"):
     samples: list[float] = []  # recent latencies in ms (when asked)
 
 
+class WebSocketStats(msgspec.Struct, frozen=True, rename="camel"):
+    """A worker's WebSocket sessions: open now, accepted since start, messages
+    received from and sent to clients."""
+
+    open: int = 0
+    total: int = 0
+    received: int = 0
+    sent: int = 0
+
+
 class WorkerMonitor(msgspec.Struct, tag=True, frozen=True, rename="camel"):
     pid: int
     started: float
@@ -164,6 +174,7 @@ class WorkerMonitor(msgspec.Struct, tag=True, frozen=True, rename="camel"):
     instances: int = 0  # instances the worker holds in memory
     active: list[ActiveRequest] = []
     scripts: list[ScriptStats] = []
+    websocket: WebSocketStats = WebSocketStats()
 
 
 class InvokeResult(msgspec.Struct, tag=True, frozen=True, rename="camel"):

@@ -52,8 +52,9 @@ def test_body_mode_keeps_positional_arguments_and_no_getters():
 
 def test_call_positions_name_the_fields_the_sink_fills_in_order():
     assert CALL_FIELDS[REQ] == "req" and CALL_FIELDS[INST] == "inst"
-    assert STORE == len(CALL_FIELDS) - 2 and CALL_FIELDS[STORE] == "store"
-    assert CALL_FIELDS[-1] == "ai"
+    assert STORE == len(CALL_FIELDS) - 3 and CALL_FIELDS[STORE] == "store"
+    # the HTTP sink's tuple ends with ai; only WebSocket calls add ws
+    assert CALL_FIELDS[-2:] == ("ai", "ws")
 
 
 def test_unknown_source_is_a_bug_found_at_compile_time():

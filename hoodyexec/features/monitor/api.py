@@ -92,7 +92,7 @@ class MonitorAPI:
                 "errorRate": round(errors_n / total, 4) if total else 0.0,
                 "rate1m": round(sum(r.rate1m for r in reports), 3),
             },
-            "websocket": {"active": 0, "note": "WebSocket scripts are not served yet"},
+            "websocket": _websocket(reports),
             "cron": cron() if cron is not None else None,
             "cache": {
                 "instances": max((r.instances for r in reports), default=0),
@@ -204,6 +204,20 @@ class MonitorAPI:
         pids += [("worker", pid) for pid in await self.ctx.worker_pids()]
         resp.data = metrics.exposition([_Processes(pids, self._procs)])
         resp.content_type = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _websocket(reports: list[WorkerMonitor]) -> dict[str, int]:
+    """WebSocket sessions summed over the workers: open now, accepted since each
+    worker started, messages (received from clients + sent to them)."""
+    received = sum(r.websocket.received for r in reports)
+    sent = sum(r.websocket.sent for r in reports)
+    return {
+        "open": sum(r.websocket.open for r in reports),
+        "total": sum(r.websocket.total for r in reports),
+        "messages": received + sent,
+        "received": received,
+        "sent": sent,
+    }
 
 
 class _Processes(Collector):
