@@ -316,6 +316,8 @@ class Written(Result):
     modified: str | msgspec.UnsetType = msgspec.UNSET
     route: str | None | msgspec.UnsetType = msgspec.UNSET
     validation: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    # what the pattern normaliser rewrote before writing ({rule, line, before, after})
+    normalized: list[dict[str, Any]] | msgspec.UnsetType = msgspec.UNSET
 
 
 class Deleted(Result):
@@ -383,6 +385,8 @@ class ScriptStore:
             if not validation.get("valid"):
                 raise BadRequest("Script validation failed", path=rel, validation=validation)
             validated = True
+            # the validator may normalise: the checked (rewritten) code is what is stored
+            content = validation.pop("normalizedCode", content)
         elif validate and rel.endswith(".json"):
             try:
                 json.loads(content)
@@ -418,6 +422,7 @@ class ScriptStore:
             execId=scope.exec_id,
             **{k: v for k, v in info.items() if k in ("size", "modified", "route")},
             validation=msgspec.UNSET if validation is None else validation,
+            normalized=msgspec.UNSET if validation is None else validation.pop("normalized", []),
         )
 
     def read(self, scope: Scope, rel: Any) -> dict[str, Any]:

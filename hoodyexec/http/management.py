@@ -78,7 +78,7 @@ def _validator() -> Any:
         return None
 
     def check(code: str, folder: str, rel: str) -> dict[str, Any]:
-        return validate_script(code, script_dir=folder, path=rel)
+        return validate_script(code, script_dir=folder, path=rel, normalize=True)
 
     return check
 

@@ -4,6 +4,7 @@ magic-comments, return-type). ``typescript`` means the Python static checks
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -48,7 +49,7 @@ class ValidateAPI:
 
 def register(app: FalconApp, ctx: Context) -> None:
     check = ValidateAPI.check
-    ctx.route(SCRIPT, check(validation.validate_script))
+    ctx.route(SCRIPT, check(functools.partial(validation.validate_script, normalize=True)))
     ctx.route(SYNTAX, check(validation.check_syntax))
     ctx.route(TYPESCRIPT, check(validation.check_static))
     ctx.route(DEPENDENCIES, check(validation.check_dependencies))

@@ -30,6 +30,7 @@ import msgspec
 from hoodyexec.engine import compiler
 from hoodyexec.engine import magic as magic_mod
 from hoodyexec.engine.routes import NotRoutable, route_for
+from hoodyexec.features.validate import normalize as normalizer
 
 Item = dict[str, Any]
 
@@ -710,15 +711,25 @@ def validate_script(
     script_dir: str | None = None,
     extra_paths: list[str] | None = None,
     path: str | None = None,
+    normalize: bool = False,
 ) -> dict[str, Any]:
     """All four checks; ``errors``/``warnings`` summarise them as text. ``path``
     (relative to the instance, as ``scripts/write`` knows it) gives the route params,
-    which makes uninjectable entry parameters errors."""
+    which makes uninjectable entry parameters errors. ``normalize``: run the pattern
+    normaliser first and check its output; the answer then has ``normalized`` (the
+    changes) and, when anything changed, ``normalizedCode``; forms it refuses are
+    errors of the static checks."""
+    normalized = normalizer.normalize(code, path) if normalize else None
+    if normalized is not None:
+        code = normalized.code
     compiled = _compile(code, "<script>")
     parse_errors = compiled.errors if compiled.tree is None else []
+    static = _static_result(compiled, route_params_of(path))
+    if normalized is not None and normalized.problems:
+        static = {**static, "valid": False, "errors": normalized.errors() + static["errors"]}
     results = {
         "syntax": _syntax_result(compiled),
-        "typescript": _static_result(compiled, route_params_of(path)),
+        "typescript": static,
         "dependencies": _dependencies(
             compiled.tree,
             parse_errors,
@@ -728,12 +739,17 @@ def validate_script(
         ),
         "magicComments": check_magic(code),
     }
-    return {
+    answer = {
         "valid": all(r["valid"] for r in results.values()),
         "results": results,
         "errors": _messages(results.values(), "errors"),
         "warnings": _messages(results.values(), "warnings"),
     }
+    if normalized is not None:
+        answer["normalized"] = normalized.report()
+        if normalized.changed:
+            answer["normalizedCode"] = normalized.code
+    return answer
 
 
 # -- return types ---------------------------------------------------------------
