@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,6 +77,13 @@ async def websocket(ws):
 """
 
 
+def readme_example() -> str:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    found = re.search(r"```python\n(# rooms/\[room\]\.py\n.*?)```", readme, re.S)
+    assert found is not None
+    return found.group(1)
+
+
 def write(kit: Kit, path: str, content: str) -> None:
     r = kit.request("POST", E + "scripts/write", {"path": path, "content": content})
     assert r.status in (200, 201), r.body
@@ -113,7 +122,8 @@ def stats(kit: Kit) -> dict[str, int]:
 def test_websocket_scripts_end_to_end(kit):
     for path, content in [
         ("ws/echo.py", ECHO),
-        ("rooms/[room].py", ROOM),
+        ("chat/[room].py", ROOM),
+        ("rooms/[room].py", readme_example()),
         ("ws/token.py", TOKEN),
         ("ws/cors.py", CORS),
         ("ws/boom.py", BOOM),
@@ -133,11 +143,11 @@ def test_websocket_scripts_end_to_end(kit):
                 await asyncio.sleep(0.05)
         # injection: route params, shared, metadata, req; a close code of the script's
         for expected in (1, 2):
-            async with connect(url(kit, "/rooms/blue?q=x"), close_timeout=2) as ws:
+            async with connect(url(kit, "/chat/blue?q=x"), close_timeout=2) as ws:
                 assert json.loads(await ws.recv()) == {
                     "room": "blue",
                     "joins": expected,
-                    "script": "rooms/[room].py",
+                    "script": "chat/[room].py",
                     "q": "x",
                 }
                 assert await closed_with(ws) == (4000, "bye")
@@ -159,6 +169,10 @@ def test_websocket_scripts_end_to_end(kit):
         # not a WebSocket script, no script, the kit's own paths: refused
         for path in ("/hello", "/nothing-here", E + "health", "/openapi.json"):
             assert await refused(kit, path) == 403, path
+        # the README's example
+        async with connect(url(kit, "/rooms/blue"), close_timeout=2) as ws:
+            await ws.send("hi")
+            assert json.loads(await ws.recv()) == {"room": "blue", "n": 1, "echo": "hi"}
         # a script that raises: 1011, its traceback in its log, the worker serves on
         async with connect(url(kit, "/ws/boom"), close_timeout=2) as ws:
             await ws.send("go")
@@ -170,24 +184,32 @@ def test_websocket_scripts_end_to_end(kit):
     r = kit.get("/ws/echo")
     assert r.status == 426 and r.headers["upgrade"] == "websocket"
     assert r.json()["error"] == "This script only accepts WebSocket connections"
-    assert kit.get("/rooms/blue").json() == {"room": "blue", "http": True}
+    assert kit.get("/chat/blue").json() == {"room": "blue", "http": True}
     for _ in range(4):  # both workers still answer HTTP
         assert kit.get("/hello?name=x").status == 200
+    assert kit.get("/rooms/blue").json() == {"room": "blue", "messages": 1}
     logs = kit.home / "logs/default/1"
     assert "echo open" in (logs / "ws/echo.log").read_text()
     boom = (logs / "ws/boom.log").read_text()
     assert "RuntimeError: kaput" in boom and 'boom.py", line 4' in boom
     assert "origin 'https://evil.example' not allowed" in (logs / "ws/cors.log").read_text()
     assert "missing or invalid token" in (logs / "ws/token.log").read_text()
-    # counters, summed over the workers: 8 sessions accepted, none open
+    # counters, summed over the workers: 9 sessions accepted, none open
     counts = stats(kit)
-    assert counts["open"] == 0 and counts["total"] == 8
-    assert (counts["received"], counts["sent"]) == (4, 9)
-    assert counts["messages"] == 13
+    assert counts["open"] == 0 and counts["total"] == 9
+    assert (counts["received"], counts["sent"]) == (5, 10)
+    assert counts["messages"] == 15
     # the listing filter
     listed = kit.get(E + "scripts/list?websocket=true").json()
     names = sorted(s["path"] for s in listed["scripts"])
-    assert names == ["rooms/[room].py", "ws/boom.py", "ws/cors.py", "ws/echo.py", "ws/token.py"]
+    assert names == [
+        "chat/[room].py",
+        "rooms/[room].py",
+        "ws/boom.py",
+        "ws/cors.py",
+        "ws/echo.py",
+        "ws/token.py",
+    ]
     assert "Error in WebSocket" not in kit.log()
 
 
