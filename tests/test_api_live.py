@@ -138,3 +138,5 @@ def test_readme_curl_workflows_run_as_written(make_kit):
     assert '{"ok":true,"body":{"hello":"world"}}' in out
     assert '"deleted":"echo2.py"' in out
     assert out.count('"valid":true') >= 2 and '"timeout":5000' in out
+    # the Flask file written through the normaliser answers its JSON
+    assert '"rule":"framework-app"' in out and '{"message":"hello"}' in out
