@@ -28,6 +28,7 @@ from hoodyexec.features.packages import api as packages
 from hoodyexec.features.routes import api as routes
 from hoodyexec.features.schedules import api as schedules
 from hoodyexec.features.scripts import api as scripts
+from hoodyexec.features.sdk import api as sdk
 from hoodyexec.features.state import api as state
 from hoodyexec.features.system import api as system
 from hoodyexec.features.templates import api as templates
@@ -55,6 +56,7 @@ FEATURES = (
     schedules,
     logs,
     monitor,
+    sdk,
     user_openapi,
     openapi,
 )

@@ -24,15 +24,6 @@ class CacheClear(Fields):
     clearAll: bool = False  # noqa: N815
 
 
-class SdkImport(Fields):
-    execId: str  # noqa: N815
-    source_url: str
-    source_auth: str | None = None
-    middleware: str | None = None
-    magic_comments: str | None = None
-    force: bool = False
-
-
 class SystemRestart(Fields):
     graceful: bool = True
     drainTimeoutMs: int = 5000  # noqa: N815
@@ -53,10 +44,6 @@ def _ep(
 
 PLANNED: tuple[Endpoint, ...] = (
     _ep("POST", "cache/clear", "Clear Cache", "cache", CacheClear),
-    _ep("DELETE", "sdk/{id}", "Delete S D K", "sdk"),
-    _ep("GET", "sdk/{id}", "Get S D K", "sdk"),
-    _ep("POST", "sdk/import", "Import S D K", "sdk", SdkImport, required=True),
-    _ep("GET", "sdk/list", "List S D Ks", "sdk"),
     _ep("GET", "system/restart-status", "Get Restart Status", "system"),
     _ep("POST", "system/restart", "Restart Server", "system", SystemRestart),
 )
