@@ -202,6 +202,8 @@ def test_websocket_scripts_end_to_end(kit):
     # the listing filter
     listed = kit.get(E + "scripts/list?websocket=true").json()
     names = sorted(s["path"] for s in listed["scripts"])
+    for path, shape in [("ws/echo.py", "websocket"), ("chat/[room].py", "methods")]:
+        assert kit.get(E + f"scripts/read?path={path}").json()["shape"] == shape
     assert names == [
         "chat/[room].py",
         "rooms/[room].py",

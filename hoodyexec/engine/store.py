@@ -174,7 +174,11 @@ def describe(
         if problems:
             info["magicErrors"] = [str(p) for p in problems]
     try:
-        info["shape"] = compiler.analyse(compiler.parse(source, rel))["shape"]
+        websocket = info.get("websocket")
+        if websocket is None:  # magic comments not asked for: read the one that counts
+            websocket = "@websocket" in source and magic.parse(source)[0].websocket
+        tree = compiler.parse(source, rel)
+        info["shape"] = compiler.analyse(tree, websocket=bool(websocket))["shape"]
     except HoodyError:
         info["shape"] = None
     return info
