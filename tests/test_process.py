@@ -190,8 +190,9 @@ def test_management_token(make_kit):
     assert kit.get("/openapi.json").status == 200  # the API description is public
     r = kit.get("/api/v1/exec/monitor/stats", headers={"Authorization": "Bearer s3cret"})
     assert r.status == 200 and r.json()["workers"]
-    r = kit.get("/api/v1/exec/sdk/list", headers={"Authorization": "Bearer s3cret"})
-    assert r.status == 501 and "not implemented" in r.json()["error"]
+    r = kit.get("/api/v1/exec/system/restart-status", headers={"Authorization": "Bearer s3cret"})
+    assert r.status == 200 and r.json()["state"] == "idle"
+    assert kit.request("POST", "/api/v1/exec/system/restart").status == 401
     # scripts themselves are not behind the management token
     assert kit.get("/hello").status == 200
 

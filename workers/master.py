@@ -32,6 +32,7 @@ from hoodyexec.config import Settings
 from hoodyexec.engine import kitlog, metrics
 from hoodyexec.engine.websocket import Sockets
 from hoodyexec.errors import ConfigError
+from hoodyexec.features.system import restart
 from hoodyexec.home import Home
 from hoodyexec.http.endpoint import FalconApp
 
@@ -190,6 +191,12 @@ class HoodyArbiter(Arbiter):
         self.started = time.time()
         self._stopping = False
         self._reloaded: set[int] = set()  # request workers a reload replaces
+        # The restart (reload) in progress: its account, drain deadline, kills.
+        self.restarts = restart.RestartFiles(app.home)
+        self._restart: restart.Run | None = None
+        self._restart_deadline = 0.0
+        self._restart_control = 0
+        self._restart_killed: set[int] = set()
         super().__init__(app)
 
     @property
@@ -289,6 +296,7 @@ class HoodyArbiter(Arbiter):
     def manage_workers(self) -> None:
         self.manage_control()
         super().manage_workers()
+        self._restart_progress()
 
     def murder_workers(self) -> None:
         super().murder_workers()
@@ -316,6 +324,9 @@ class HoodyArbiter(Arbiter):
                 if not self._stopping and pid not in self._reloaded:
                     metrics.count_recycle("request")
                 self._reloaded.discard(pid)
+            # Also runs inside gunicorn's reload, which waits for the old
+            # workers by reaping: the drain deadline is enforced there too.
+            self._restart_progress()
 
     def _reap_request_workers(self) -> None:
         while True:
@@ -342,6 +353,7 @@ class HoodyArbiter(Arbiter):
         self.reap_control()
 
     def handle_hup(self) -> None:
+        self._begin_restart()
         self._reloaded.update(self.WORKERS)  # replaced by the reload, not recycled
         super().handle_hup()
         # Replace the control worker too. The successor binds the socket path;
@@ -351,6 +363,90 @@ class HoodyArbiter(Arbiter):
             self.retiring.append(self.control)
             self.control = None
         self.manage_control()
+
+    # -- restarts: the HUP path with a drain time (features/system/restart.py) -----
+    def _begin_restart(self) -> None:
+        """Take the filed request (a bare SIGHUP has none: a reload that drains
+        for ``graceful-timeout``) and record the restart as running."""
+        now = time.time()
+        request = self.restarts.pending() or restart.Request(
+            reason="SIGHUP",
+            requested_at=now,
+            drain_timeout_ms=int(self.cfg.graceful_timeout * 1000),
+            source="signal",
+        )
+        old = set(self.WORKERS)
+        record = self.restarts.record() or restart.Record(master=self.pid)
+        if self._restart is not None:  # a reload during a reload: one account
+            old.update(p for p in self._restart.old_workers if p in self.WORKERS)
+            self._restart.completed_at = now
+            record.last = self._restart
+        run = restart.Run(
+            reason=request.reason,
+            source=request.source,
+            graceful=request.graceful,
+            drain_timeout_ms=request.drain_timeout_ms,
+            requested_at=request.requested_at,
+            started_at=now,
+            old_workers=sorted(old),
+        )
+        drain = request.drain_timeout_ms / 1000 if request.graceful else 0.0
+        self._restart = run
+        self._restart_control = self.control_pid  # replaced too (after the workers)
+        self._restart_deadline = time.monotonic() + drain
+        self._restart_killed = set()
+        record.master, record.current = self.pid, run
+        self._save_restarts(record)
+        self.restarts.withdraw()  # taken: recorded as running first (see RestartFiles.ask)
+        self.log.info(
+            "Restart (%s): draining %d workers for up to %.1f s",
+            run.reason,
+            len(old),
+            drain,
+        )
+
+    def _restart_progress(self) -> None:
+        run = self._restart
+        if run is None or self._stopping:
+            return
+        alive = [pid for pid in run.old_workers if pid in self.WORKERS]
+        if alive and time.monotonic() >= self._restart_deadline:
+            for pid in alive:
+                if pid not in self._restart_killed:
+                    self._restart_killed.add(pid)
+                    self.log.warning("Restart: worker %s still busy at the drain deadline", pid)
+                    self.kill_worker(pid, signal.SIGKILL)
+            return
+        fresh = {pid: w for pid, w in self.WORKERS.items() if pid not in run.old_workers}
+        ctl = self.control
+        if (
+            alive
+            or len(fresh) < self.num_workers
+            or not all(booted(w) for w in fresh.values())
+            or ctl is None
+            or ctl.pid == self._restart_control
+            or not ctl.check_ready()
+            or self.retiring
+        ):
+            return
+        run.killed = len(self._restart_killed)
+        run.drained = len(run.old_workers) - run.killed
+        run.new_workers = sorted(fresh)
+        run.completed_at = time.time()
+        self._restart = None
+        record = self.restarts.record() or restart.Record(master=self.pid)
+        record.master, record.current, record.last = self.pid, None, run
+        record.restarts += 1
+        self._save_restarts(record)
+        self.log.info(
+            "Restart (%s) done: %d drained, %d killed", run.reason, run.drained, run.killed
+        )
+
+    def _save_restarts(self, record: restart.Record) -> None:
+        try:
+            self.restarts.save(record)
+        except OSError as exc:  # the restart goes on; only its account is lost
+            self.log.error("Restart: cannot record progress: %s", exc)
 
     def stop(self, graceful: bool = True) -> None:
         self._stopping = True
@@ -392,6 +488,7 @@ def serve(settings: Settings, args: Any = None) -> None:
     # <home>/logs/kit.log, rotated like the other logs; scripts' never do.
     kitlog.install(os.path.join(home.logs, "kit.log"), settings.log_max_bytes, settings.log_backups)
     prepared = home.prepare()
+    restart.RestartFiles(home).reset(os.getpid())  # no restart or drain left running
     # Before anything forks or imports prometheus-client: every process writes
     # its metrics into <home>/run/metrics, emptied here (a new kit, new counters).
     metrics.prepare_dir(home.metrics)

@@ -32,6 +32,7 @@ from hoodyexec.http.gateway import create_gateway
 from hoodyexec.http.router import table_for
 from hoodyexec.http.sink import ScriptsSink, invoke_app
 from hoodyexec.ipc.protocol import (
+    CacheCleared,
     ClearCache,
     Describe,
     Invalidate,
@@ -124,16 +125,19 @@ def load_app(
         catalog.refresh()  # what inotify queued first, so the notice has the last word
         catalog.invalidate(notice.subdomain, notice.exec_id, notice.path)
 
-    def clear_cache(notice: ClearCache) -> None:
+    def clear_cache(notice: ClearCache) -> CacheCleared:
         # Module state lives in the compiled module: either flag drops it
         # (shared state, the other half of clearState, is the control worker's).
+        pid = os.getpid()
         if not (notice.clear_vm or notice.clear_state):
-            return
+            return CacheCleared(pid=pid)
+        catalog.refresh()
         if notice.hostname:
             subdomain, exec_id, _ = hosts.resolve(notice.hostname)
-            catalog.invalidate(subdomain, exec_id)
+            instances, scripts = catalog.clear(subdomain, exec_id)
         else:
-            catalog.invalidate()
+            instances, scripts = catalog.clear()
+        return CacheCleared(pid=pid, instances=instances, scripts=scripts)
 
     def reload(_: Reload) -> None:
         catalog.invalidate()
@@ -160,13 +164,13 @@ def load_app(
         link_client=link,
         on_broadcast={
             Invalidate: invalidate,
-            ClearCache: clear_cache,
             Reload: reload,
             PackagesChanged: packages_changed,
         },
         on_query={
             Invoke: Invoker(invoke_app(sink), catalog),
             MonitorQuery: monitoring,
+            ClearCache: clear_cache,
             Describe: Describer(catalog),
         },
         on_startup=[start],

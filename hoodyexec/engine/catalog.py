@@ -273,6 +273,19 @@ class Catalog:
     def invalidate_all(self) -> None:
         self.invalidate()
 
+    def clear(self, subdomain: str | None = None, exec_id: str | None = None) -> tuple[int, int]:
+        """``cache/clear``: drop every compiled script and private module of the
+        matching instances (``None``: any), and with them their module state;
+        the next request compiles afresh. Returns (instances, scripts) dropped."""
+        instances = scripts = 0
+        for (sub, eid), inst in list(self.instances.items()):
+            if (subdomain is None or sub == subdomain) and (exec_id is None or eid == exec_id):
+                instances += 1
+                scripts += len(inst.scripts) + len(inst.privates)
+                inst.structure_changed()
+                inst.drop()
+        return instances, scripts
+
     def forget_failures(self) -> int:
         """Drop every cached load failure (a script whose import was missing may
         load now that packages changed); working scripts keep their module

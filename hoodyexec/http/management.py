@@ -19,6 +19,7 @@ from hoodyexec.engine.hosts import HostMap
 from hoodyexec.engine.store import ScriptStore
 from hoodyexec.errors import MethodNotAllowed, NotFound, NotImplementedYet
 from hoodyexec.features.ai import api as ai
+from hoodyexec.features.cache import api as cache
 from hoodyexec.features.logs import api as logs
 from hoodyexec.features.magic import api as magic
 from hoodyexec.features.monitor import api as monitor
@@ -46,6 +47,7 @@ HEALTH_PATH = auth.HEALTH_PATH
 FEATURES = (
     ai,
     system,
+    cache,
     state,
     scripts,
     magic,

@@ -57,6 +57,7 @@ class Endpoint:
     body_required: bool = True
     public: bool = False  # no token needed (health, the OpenAPI documents)
     description: str = ""
+    extension: bool = False  # ours, not the reference's (x-extension in the document)
 
     @property
     def key(self) -> tuple[str, str]:

@@ -177,6 +177,14 @@ class WorkerMonitor(msgspec.Struct, tag=True, frozen=True, rename="camel"):
     websocket: WebSocketStats = WebSocketStats()
 
 
+class CacheCleared(msgspec.Struct, tag=True, frozen=True):
+    """What a worker dropped for a ``ClearCache``."""
+
+    pid: int
+    instances: int = 0  # instances whose compiled scripts were dropped
+    scripts: int = 0  # compiled scripts and private modules dropped
+
+
 class InvokeResult(msgspec.Struct, tag=True, frozen=True, rename="camel"):
     status: int
     headers: list[tuple[str, str]] = []
@@ -232,7 +240,7 @@ class Described(msgspec.Struct, tag=True, frozen=True, rename="camel"):
     skipped: list[tuple[str, str]] = []  # .py files that are not routes, with the reason
 
 
-Answer = WorkerStatus | WorkerMonitor | InvokeResult | Described
+Answer = WorkerStatus | WorkerMonitor | InvokeResult | CacheCleared | Described
 
 
 # -- link messages -------------------------------------------------------------------

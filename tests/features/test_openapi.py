@@ -55,7 +55,13 @@ def test_document_is_valid_and_describes_every_reference_endpoint(app):
     assert {"201", "200", "400", "409", "413", "502"} <= set(sdk["responses"])
     assert body_of(sdk)["required"] == ["execId", "source_url"]
     schema = doc["paths"]["/api/v1/exec/user-openapi/schema"]["get"]
-    assert {p["name"] for p in schema["parameters"]} == {"file", "path"}
+    assert {p["name"] for p in schema["parameters"]} == {
+        "file",
+        "path",
+        "execId",
+        "exec_id",
+        "subdomain",
+    }
     # built ones: their own declarations, with the statuses they answer
     trigger = doc["paths"]["/api/v1/exec/schedules/trigger"]["post"]
     assert trigger["x-implemented"] is True and {"200", "403", "404"} <= set(trigger["responses"])
@@ -78,9 +84,19 @@ def test_every_served_endpoint_is_in_the_reference(app):
         (m.upper(), p)
         for p, ops in doc["paths"].items()
         for m, op in ops.items()
-        if op["x-implemented"] and p != "/{path}"
+        if op["x-implemented"] and p != "/{path}" and not op.get("x-extension")
     }
     assert served <= {(m, p) for m, p, _, _ in ENDPOINTS}
+    extensions = {
+        (m.upper(), p)
+        for p, ops in doc["paths"].items()
+        for m, op in ops.items()
+        if op.get("x-extension")
+    }
+    assert extensions == {
+        ("POST", "/api/v1/exec/system/drain"),
+        ("POST", "/api/v1/exec/system/undrain"),
+    }
 
 
 def test_unimplemented_operations_are_marked_and_answer_501(app):
@@ -151,6 +167,8 @@ def test_schemathesis_finds_no_server_errors(app):
         op = operation.ok()
         if not op.definition.raw.get("x-implemented") or op.path == "/{path}":
             continue
+        if op.path == "/api/v1/exec/system/restart":
+            continue  # signals the master (none here: 503); tested against live kits
         check(op.as_strategy())
         checked += 1
     assert checked >= 15

@@ -16,20 +16,6 @@ class AnyObject(Fields):
     """A free-form JSON object (the reference documents no fields)."""
 
 
-class CacheClear(Fields):
-    hostname: str | None = None
-    scriptPath: str | None = None  # noqa: N815 - the reference's names
-    clearVm: bool = True  # noqa: N815
-    clearState: bool = False  # noqa: N815
-    clearAll: bool = False  # noqa: N815
-
-
-class SystemRestart(Fields):
-    graceful: bool = True
-    drainTimeoutMs: int = 5000  # noqa: N815
-    reason: str = "API restart request"
-
-
 def _ep(
     method: str,
     path: str,
@@ -42,8 +28,4 @@ def _ep(
     return Endpoint(method, E + path, summary, tag, body=body, query=query, body_required=required)
 
 
-PLANNED: tuple[Endpoint, ...] = (
-    _ep("POST", "cache/clear", "Clear Cache", "cache", CacheClear),
-    _ep("GET", "system/restart-status", "Get Restart Status", "system"),
-    _ep("POST", "system/restart", "Restart Server", "system", SystemRestart),
-)
+PLANNED: tuple[Endpoint, ...] = ()

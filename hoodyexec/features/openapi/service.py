@@ -108,6 +108,8 @@ def _operation(
         }
     if ep.public:
         op["security"] = []
+    if ep.extension:
+        op["x-extension"] = True
     return op
 
 

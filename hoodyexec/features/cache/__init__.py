@@ -1,0 +1,1 @@
+"""``cache/clear``: drop compiled scripts (and their module state) in every worker."""
