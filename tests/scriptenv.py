@@ -105,6 +105,7 @@ def management_app(home: Home, **kw: Any) -> Any:
         "shared": SharedStore(home.db),
         "invoke": _in_process(invoker),
         "broadcast": broadcast,
+        "ask": _asked(invoker.catalog),
     }
     options.update(kw)
     return create_management(**options)
@@ -119,6 +120,24 @@ def _in_process(invoker: Any) -> Any:
         return result
 
     return invoke
+
+
+def _asked(catalog: Any) -> Any:
+    """The control side's ``ask(topic)`` answered by an in-process worker engine
+    (``Describe``, for user-openapi/*)."""
+    from hoodyexec.engine.describe import Describer
+    from hoodyexec.errors import HoodyError
+    from hoodyexec.ipc.protocol import Reply
+
+    describe = Describer(catalog)
+
+    async def ask(topic: Any) -> Reply:
+        try:
+            return Reply(id=0, pid=3, answer=describe(topic))
+        except HoodyError as exc:
+            return Reply(id=0, pid=3, error=exc.message, code=exc.status)
+
+    return ask
 
 
 def _outside(tmp_path) -> str:

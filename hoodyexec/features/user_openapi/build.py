@@ -2,7 +2,8 @@
 
 Pure functions, no I/O. Each routed, loadable, enabled script gives one path
 item per route template (``/people/{id}``) and one operation per method it
-answers: its method functions, or every method for body mode and a handler.
+answers: its method functions, or every method (the eight OpenAPI knows) for
+body mode and a handler.
 What an operation says comes from the types the script declares, and only
 states what the engine really does:
 
@@ -28,7 +29,10 @@ from typing import Any
 from hoodyexec.ipc.protocol import Described, OperationFacts, ParamFacts, ScriptFacts
 
 OPENAPI = "3.1.0"
-METHODS = ("get", "post", "put", "patch", "delete")
+# Body mode and a handler run for any method: each is documented.
+METHODS = ("get", "post", "put", "patch", "delete", "head", "options", "trace")
+# Methods whose typed struct is read from the query string (no body is sent).
+BODYLESS = frozenset({"get", "head", "options", "trace"})
 ERROR_NAME = "hoodyexec.Error"
 ERROR_REF = {"$ref": f"#/components/schemas/{ERROR_NAME}"}
 ERROR_SCHEMA: dict[str, Any] = {
@@ -93,13 +97,13 @@ def _path_params(template: str, op: OperationFacts) -> list[dict[str, Any]]:
 
 def _request_body(method: str, op: OperationFacts) -> dict[str, Any] | None:
     for p in op.params:
-        typed_body = p.source == "typed-body" or (p.source == "typed" and method != "get")
+        typed_body = p.source == "typed-body" or (p.source == "typed" and method not in BODYLESS)
         if typed_body:
             return {
                 "required": p.required,
                 "content": {"application/json": {"schema": p.schema or {}}},
             }
-    if method != "get" and any(p.source == "body" for p in op.params):
+    if method not in BODYLESS and any(p.source == "body" for p in op.params):
         return {"required": False, "content": {"application/json": {"schema": {}}}}
     return None
 
@@ -145,7 +149,7 @@ def operation(
     """One OpenAPI operation for ``method`` of ``script`` at ``template``."""
     params = _path_params(template, op)
     typed_query = [p for p in op.params if p.source == "typed-query"]
-    if method == "get":
+    if method in BODYLESS:
         typed_query += [p for p in op.params if p.source == "typed"]
     for p in typed_query:
         params += _query_params(p, components)
@@ -161,7 +165,9 @@ def operation(
         )
     )
     if typed_input:
-        responses["400"] = _error("Invalid input: malformed JSON, or a value that does not match its type")
+        responses["400"] = _error(
+            "Invalid input: malformed JSON, or a value that does not match its type"
+        )
     if script.token:
         responses["401"] = _error("Missing or wrong token (@token)")
     responses["5XX"] = _error("The script failed or timed out")

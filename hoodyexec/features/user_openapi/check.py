@@ -14,7 +14,7 @@ from typing import Any
 
 from .build import METHODS, OPENAPI
 
-SIDECAR_METHODS = (*METHODS, "head", "options", "trace")
+SIDECAR_METHODS = METHODS
 _PATH = "/sidecar"
 
 
