@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections.abc
 import inspect
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,21 @@ _STREAMS = frozenset(
         collections.abc.AsyncIterable,
     }
 )
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _renamed(value: Any, refs: dict[str, str]) -> Any:
+    """``value`` (a JSON Schema) with each ``$ref`` in ``refs`` replaced."""
+    if isinstance(value, dict):
+        return {
+            k: refs.get(v, v) if k == "$ref" and isinstance(v, str) else _renamed(v, refs)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_renamed(v, refs) for v in value]
+    return value
+
+
 # Parameters whose value comes from the request but carries no type.
 _UNTYPED = {"body": False, "query": False}
 
@@ -66,9 +82,25 @@ class _Schemas:
         self.types.append(tp)
         return len(self.types) - 1
 
-    def build(self) -> None:
-        found, self.components = msgspec.json.schema_components(self.types, ref_template=REF)
-        self.schemas = [dict(s) for s in found]
+    def build(self, prefix: str = "") -> None:
+        """The schemas, with component names OpenAPI accepts (``[A-Za-z0-9._-]``).
+
+        msgspec names a component by its class, qualified by its module when two
+        classes share a name; a script's module name carries its path
+        (``hoodyexec.scripts.default.1.people.[id]``), shortened here to the
+        path in the instance (``prefix`` removed) and made safe.
+        """
+        found, components = msgspec.json.schema_components(self.types, ref_template=REF)
+        names: dict[str, str] = {}
+        for name in components:
+            short = name[len(prefix) :] if prefix and name.startswith(prefix) else name
+            safe = _UNSAFE.sub("_", short) or "Schema"
+            while safe in names.values():
+                safe += "_"
+            names[name] = safe
+        refs = {REF.format(name=old): REF.format(name=new) for old, new in names.items()}
+        self.components = {names[k]: _renamed(v, refs) for k, v in components.items()}
+        self.schemas = [_renamed(dict(s), refs) for s in found]
 
     def get(self, index: int) -> dict[str, Any]:
         return self.schemas[index]
@@ -206,7 +238,7 @@ class Describer:
             if isinstance(loaded, Script):
                 ops = [_operation(e, m, loaded, schemas) for m, e in loaded.entries.items()]
             found.append((route, loaded, ops))
-        schemas.build()
+        schemas.build(f"hoodyexec.scripts.{inst.subdomain}.{inst.exec_id}.")
         scripts = [self._script(r, s, ops, schemas) for r, s, ops in found]
         return Described(scripts=scripts, components=schemas.components, skipped=table.report())
 

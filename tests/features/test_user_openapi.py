@@ -155,12 +155,16 @@ def test_unknown_instance_is_404(tmp_path: Path) -> None:
 def test_same_struct_name_in_two_scripts_stays_two_components(tmp_path: Path) -> None:
     a = "import msgspec\nclass Item(msgspec.Struct):\n    a: int\ndef POST(item: Item) -> Item:\n    return item\n"
     b = "import msgspec\nclass Item(msgspec.Struct):\n    b: str\ndef POST(item: Item) -> Item:\n    return item\n"
-    doc = doc_of(tmp_path, {"a.py": a, "b.py": b})
+    doc = doc_of(tmp_path, {"a.py": a, "x/[id].py": b.replace("item: Item", "id, item: Item")})
     refs = {
         p: doc["paths"][p]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-        for p in ("/a", "/b")
+        for p in ("/a", "/x/{id}")
     }
-    assert refs["/a"] != refs["/b"]
+    # qualified by the script's path, made a valid component name (no brackets)
+    assert refs == {
+        "/a": "#/components/schemas/a.Item",
+        "/x/{id}": "#/components/schemas/x._id_.Item",
+    }
 
 
 def test_sidecar_checks() -> None:
