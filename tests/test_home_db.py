@@ -63,7 +63,7 @@ def test_migrate_is_idempotent_and_concurrent_safe(tmp_path):
     conn = db.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"meta", "shared_state"} <= tables
+    assert {"meta", "shared_paths", "shared_docs"} <= tables
     assert mode(path) == 0o600
 
 

@@ -1,20 +1,31 @@
 """Shared state: one JSON document per instance, the same in every worker.
 
+A document is stored by path, one row per leaf (``layout.py``), so an
+operation reads and writes only the rows of the path it names: ``incr`` of a
+counter costs the same in an empty document and in one holding megabytes.
+
 ``SharedStore`` is the interface every backend implements (SQLite here; the
-scale-out backends later). A backend provides three primitives — read a
-document, change one atomically, remove documents — and gets the path
-operations (``get``/``set``/``merge``/``delete``/``incr``) from this base, so
-every backend has the same semantics. Paths are dotted keys
-(``"stats.visits"``); a numeric segment indexes a list.
+scale-out backends later). A backend provides a transaction over one
+document's rows (``Rows``: a ranged read, writes, removals of a key range) and
+the way to run one — ``_read`` as a consistent snapshot, ``_write`` atomically
+against every other writer — and gets the path operations
+(``get``/``set``/``merge``/``delete``/``incr``) from this base, so every
+backend has the same semantics. Paths are dotted keys (``"stats.visits"``); a
+numeric segment indexes a list. Arrays are stored as one value: a path into an
+array reads and rewrites that array.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from hoodyexec.errors import BadRequest
+
+from . import layout
+from .layout import Row
 
 _MISSING = object()
 
@@ -30,12 +41,18 @@ def split(path: str | None) -> list[str]:
     return parts
 
 
+def _index(key: str) -> int | None:
+    """A list index (``"2"``, ``"-1"``), or None."""
+    digits = key[1:] if key[:1] == "-" else key
+    return int(key) if digits.isascii() and digits.isdigit() else None
+
+
 def _child(node: Any, key: str) -> Any:
     if isinstance(node, dict):
         return node.get(key, _MISSING)
-    if isinstance(node, list) and key.lstrip("-").isdigit():
-        i = int(key)
-        return node[i] if -len(node) <= i < len(node) else _MISSING
+    if isinstance(node, list):
+        i = _index(key)
+        return node[i] if i is not None and -len(node) <= i < len(node) else _MISSING
     return _MISSING
 
 
@@ -64,9 +81,7 @@ def _container(doc: dict[str, Any], parts: list[str]) -> Any:
 def _assign(node: Any, key: str, value: Any) -> None:
     if isinstance(node, dict):
         node[key] = value
-    elif (
-        isinstance(node, list) and key.lstrip("-").isdigit() and -len(node) <= int(key) < len(node)
-    ):
+    elif _is_index(node, key):
         node[int(key)] = value
     else:
         raise BadRequest(f"cannot set {key!r} on a {type(node).__name__}")
@@ -81,21 +96,133 @@ def deep_merge(base: Any, extra: Any) -> Any:
     return extra
 
 
+# -- the operations on an in-memory value (inside an array, or over a scalar) --
+
+
+def doc_set(doc: dict[str, Any], parts: list[str], value: Any) -> None:
+    _assign(_container(doc, parts), parts[-1], value)
+
+
+def doc_merge(doc: dict[str, Any], parts: list[str], obj: Any) -> Any:
+    parent = _container(doc, parts)
+    old = _child(parent, parts[-1])
+    merged = deep_merge(None if old is _MISSING else old, obj)
+    _assign(parent, parts[-1], merged)
+    return merged
+
+
+def doc_delete(doc: dict[str, Any], parts: list[str]) -> bool:
+    parent = get_in(doc, parts[:-1])
+    key = parts[-1]
+    if isinstance(parent, dict) and key in parent:
+        del parent[key]
+        return True
+    if _is_index(parent, key):
+        del parent[int(key)]
+        return True
+    return False
+
+
+def doc_incr(doc: dict[str, Any], parts: list[str], n: int | float, path: str) -> int | float:
+    parent = _container(doc, parts)
+    new = _incremented(_child(parent, parts[-1]), n, path)
+    _assign(parent, parts[-1], new)
+    return new
+
+
+def _is_index(node: Any, key: str) -> bool:
+    if not isinstance(node, list):
+        return False
+    i = _index(key)
+    return i is not None and -len(node) <= i < len(node)
+
+
+def _incremented(old: Any, n: int | float, path: str) -> int | float:
+    if old is _MISSING or old is None:
+        old = 0
+    if isinstance(old, bool) or not isinstance(old, int | float):
+        raise BadRequest(f"cannot increment {path!r}: it holds a {type(old).__name__}")
+    new: int | float = old + n
+    return new
+
+
+# -- what a backend provides --
+
+
+class Rows(ABC):
+    """One document's rows inside a backend's transaction (paths: ``layout``)."""
+
+    @abstractmethod
+    def locate(self, ancestors: list[bytes], lo: bytes, hi: bytes, limit: int = -1) -> list[Row]:
+        """The rows whose path is one of ``ancestors``, and those in ``[lo, hi)``
+        (at most ``limit`` of these, in path order, when ``limit`` ≥ 0)."""
+
+    @abstractmethod
+    def put(self, rows: list[Row]) -> None:
+        """Insert or replace rows."""
+
+    @abstractmethod
+    def erase(self, lo: bytes, hi: bytes) -> int:
+        """Remove the rows in ``[lo, hi)``; returns how many."""
+
+    @abstractmethod
+    def touch(self) -> None:
+        """Mark the document as existing even with no rows (as every write does)."""
+
+
 T = TypeVar("T")
-# change(doc) -> (new_doc, result); update returns the result.
-Change = Callable[[dict[str, Any]], tuple[dict[str, Any], T]]
+
+
+@dataclass(slots=True)
+class Spot:
+    """Where a path's value is: inside the leaf row at a proper prefix of the
+    path (``depth`` segments, ``anchor`` its value), or the rows at and under
+    the path itself (``rows``, none when it is missing)."""
+
+    path: bytes
+    depth: int = 0
+    anchor: Any = _MISSING
+    rows: list[Row] | None = None
+
+    @property
+    def inside(self) -> bool:
+        return self.anchor is not _MISSING
+
+    def value(self, parts: list[str]) -> Any:
+        if self.inside:
+            return get_in(self.anchor, parts[self.depth :])
+        if not self.rows:
+            return _MISSING
+        return layout.recompose(self.path, self.rows)
+
+
+def locate(rows: Rows, parts: list[str], limit: int = -1) -> Spot:
+    path = layout.encode_path(parts)
+    ancestors = [layout.encode_path(parts[:i]) for i in range(1, len(parts))]
+    lo, hi = layout.subtree(path)
+    found = rows.locate(ancestors, lo, hi, limit)
+    if ancestors:
+        for key, raw in found:
+            if key in ancestors:
+                return Spot(path, ancestors.index(key) + 1, layout.decode_value(raw))
+    return Spot(path, rows=found)
 
 
 class SharedStore(ABC):
-    """Shared-state documents keyed by instance (``<subdomain>/<execId>``)."""
+    """Shared-state documents keyed by instance (``<subdomain>/<execId>``).
+
+    A document exists once anything was written to it (even if it is ``{}``
+    now) until ``clear`` removes it.
+    """
 
     @abstractmethod
-    def document(self, key: str) -> dict[str, Any]:
-        """The whole document (``{}`` when there is none)."""
+    def _read(self, key: str, fn: Callable[[Rows], T]) -> T:
+        """Run ``fn`` over one consistent snapshot of the document's rows."""
 
     @abstractmethod
-    def update(self, key: str, change: Change[T]) -> T:
-        """Run ``change(doc) -> (new_doc, result)`` atomically; returns ``result``."""
+    def _write(self, key: str, fn: Callable[[Rows], T]) -> T:
+        """Run ``fn`` atomically (all its writes or none, serialised with every
+        other writer, durable once this returns); returns what it returned."""
 
     @abstractmethod
     def clear(self, key: str | None = None) -> int:
@@ -105,61 +232,82 @@ class SharedStore(ABC):
     def close(self) -> None:
         """Release connections (the store reopens them on demand)."""
 
+    # -- reads --
+
+    def document(self, key: str) -> dict[str, Any]:
+        """The whole document (``{}`` when there is none)."""
+        doc: dict[str, Any] = self._read(key, lambda rows: _whole(rows))
+        return doc
+
     def get(self, key: str, path: str | None = None, default: Any = None) -> Any:
-        value = get_in(self.document(key), split(path))
+        parts = split(path)
+        if not parts:
+            return self.document(key)
+        value = self._read(key, lambda rows: locate(rows, parts).value(parts))
         return default if value is _MISSING else value
+
+    # -- writes --
 
     def set(self, key: str, path: str | None, value: Any) -> Any:
         parts = split(path)
+        if not parts and not isinstance(value, dict):
+            raise BadRequest("the whole document must be an object")
+        stored = layout.normalise(value)
 
-        def change(doc: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        def change(rows: Rows) -> None:
             if not parts:
-                if not isinstance(value, dict):
-                    raise BadRequest("the whole document must be an object")
-                return value, value
-            _assign(_container(doc, parts), parts[-1], value)
-            return doc, value
+                rows.erase(*layout.subtree(b""))
+                rows.put(layout.explode(b"", stored))
+                rows.touch()
+                return
+            spot = locate(rows, parts, 1)
+            if spot.inside:
+                _rewrite(rows, parts, spot, lambda doc, sub: doc_set(doc, sub, stored))
+                return
+            rows.erase(*layout.subtree(spot.path))
+            rows.put(layout.explode(spot.path, stored))
 
-        return self.update(key, change)
+        self._write(key, change)
+        return value
 
     def merge(self, key: str, path: str | None, obj: Any) -> Any:
         parts = split(path)
+        if not parts and not isinstance(obj, dict):
+            raise BadRequest("the whole document must be an object")
+        extra = layout.normalise(obj)
 
-        def change(doc: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        def change(rows: Rows) -> Any:
             if not parts:
-                merged = deep_merge(doc, obj)
-                if not isinstance(merged, dict):
-                    raise BadRequest("the whole document must be an object")
-                return merged, merged
-            parent = _container(doc, parts)
-            old = _child(parent, parts[-1])
-            merged = deep_merge(None if old is _MISSING else old, obj)
-            _assign(parent, parts[-1], merged)
-            return doc, merged
+                doc = _whole(rows)
+                _merge_rows(rows, b"", doc, extra)
+                rows.touch()
+                return deep_merge(doc, extra)
+            spot = locate(rows, parts)
+            if spot.inside:
+                return _rewrite(rows, parts, spot, lambda doc, sub: doc_merge(doc, sub, extra))
+            old = spot.value(parts)
+            old = None if old is _MISSING else old
+            _merge_rows(rows, spot.path, old, extra)
+            return deep_merge(old, extra)
 
-        return self.update(key, change)
+        return self._write(key, change)
 
     def delete(self, key: str, path: str | None = None) -> bool:
         parts = split(path)
 
-        def change(doc: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        def change(rows: Rows) -> bool:
+            rows.touch()
             if not parts:
-                return {}, bool(doc)
-            parent = get_in(doc, parts[:-1])
-            key = parts[-1]
-            if isinstance(parent, dict) and key in parent:
-                del parent[key]
-                return doc, True
-            if (
-                isinstance(parent, list)
-                and key.lstrip("-").isdigit()
-                and -len(parent) <= int(key) < len(parent)
-            ):
-                del parent[int(key)]
-                return doc, True
-            return doc, False
+                return rows.erase(*layout.subtree(b"")) > 0
+            spot = locate(rows, parts, 1)
+            if spot.inside:
+                return bool(_rewrite(rows, parts, spot, doc_delete, only_if=True))
+            if not rows.erase(*layout.subtree(spot.path)):
+                return False
+            _keep_parent(rows, parts)
+            return True
 
-        return self.update(key, change)
+        return self._write(key, change)
 
     def incr(self, key: str, path: str, n: int | float = 1) -> int | float:
         parts = split(path)
@@ -168,14 +316,77 @@ class SharedStore(ABC):
         if isinstance(n, bool) or not isinstance(n, int | float):
             raise BadRequest("incr amount must be a number")
 
-        def change(doc: dict[str, Any]) -> tuple[dict[str, Any], int | float]:
-            parent = _container(doc, parts)
-            old = _child(parent, parts[-1])
-            if old is _MISSING or old is None:
-                old = 0
-            if isinstance(old, bool) or not isinstance(old, int | float):
-                raise BadRequest(f"cannot increment {path!r}: it holds a {type(old).__name__}")
-            _assign(parent, parts[-1], old + n)
-            return doc, old + n
+        def change(rows: Rows) -> int | float:
+            spot = locate(rows, parts, 2)
+            if spot.inside:
+                new: int | float = _rewrite(
+                    rows, parts, spot, lambda doc, sub: doc_incr(doc, sub, n, path)
+                )
+                return new
+            found = spot.rows or []
+            if not found:
+                old: Any = _MISSING
+            elif found[0][0] == spot.path:
+                old = layout.decode_value(found[0][1])
+            else:
+                old = {}  # an object: its keys are rows under the path
+            new = _incremented(old, n, path)
+            rows.put([(spot.path, layout.encode_value(new))])
+            return new
 
-        return self.update(key, change)
+        result: int | float = self._write(key, change)
+        return result
+
+
+def _whole(rows: Rows) -> dict[str, Any]:
+    found = rows.locate([], *layout.subtree(b""))
+    doc: dict[str, Any] = layout.recompose(b"", found) if found else {}
+    return doc
+
+
+def _rewrite(
+    rows: Rows,
+    parts: list[str],
+    spot: Spot,
+    op: Callable[[dict[str, Any], list[str]], Any],
+    only_if: bool = False,
+) -> Any:
+    """Run an in-memory operation on the leaf value that holds the path (an
+    array, a scalar, ``{}``) and store that value again; with ``only_if``, only
+    when the operation answers true (a delete that found something)."""
+    name = parts[spot.depth - 1]
+    holder = {name: spot.anchor}
+    result = op(holder, parts[spot.depth - 1 :])
+    if only_if and not result:
+        return result
+    top = layout.encode_path(parts[: spot.depth])
+    rows.erase(*layout.subtree(top))
+    rows.put(layout.explode(top, holder[name]))
+    return result
+
+
+def _merge_rows(rows: Rows, path: bytes, old: Any, extra: Any) -> None:
+    """Store ``deep_merge(old, extra)`` at ``path`` (``old`` is its value now),
+    writing only the keys ``extra`` brings."""
+    if isinstance(old, dict) and isinstance(extra, dict):
+        if not extra:
+            return
+        if old or not path:  # an object kept as its keys (the root always is)
+            for name, item in extra.items():
+                sub = layout.child(path, name)
+                if name in old:
+                    _merge_rows(rows, sub, old[name], item)
+                else:
+                    rows.put(layout.explode(sub, item))
+            return
+    rows.erase(*layout.subtree(path))
+    rows.put(layout.explode(path, deep_merge(old, extra)))
+
+
+def _keep_parent(rows: Rows, parts: list[str]) -> None:
+    """After removing the last key of an object, the object stays, empty."""
+    if len(parts) < 2:
+        return
+    parent = layout.encode_path(parts[:-1])
+    if not rows.locate([], *layout.children_range(parent), 1):
+        rows.put([(parent, layout.EMPTY_OBJECT)])

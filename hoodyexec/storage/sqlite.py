@@ -1,9 +1,23 @@
 """The SQLite backend: the kit's state database and shared state in it.
 
 The database is opened after fork by each process that needs it (never in the
-master), in WAL mode. Every shared-state change is one ``BEGIN IMMEDIATE``
-transaction (read, change, write), so concurrent ``incr`` calls from any number
-of workers each get a distinct value.
+master), in WAL mode. Shared state is stored by path (``layout.py``): table
+``shared_paths`` holds one row per leaf ``(hostname, path, value)``,
+``shared_docs`` the documents that exist. Every shared-state change is one
+``BEGIN IMMEDIATE`` transaction on the process's one connection (read the
+rows of the path, write the ones that change), so concurrent ``incr`` calls
+from any number of workers each get a distinct value; reads are one statement
+each, from one snapshot, and never wait on writers (WAL).
+
+Writers contend for one lock. SQLite's busy handler sleeps 1 ms, then 2, 5,
+10 ... while another process holds it, far longer than a write holds it
+(tens of microseconds): two workers incrementing one counter spent most of
+their time asleep. The shared-state connection has no busy timeout; a
+``BEGIN IMMEDIATE`` that finds the lock taken yields the CPU and tries again
+(then waits 50 µs, growing to 1 ms), for up to ``BUSY_TIMEOUT`` seconds before
+answering 503. A write is durable once it returns: committed to the WAL, it
+survives the process being killed (``synchronous = NORMAL``: a power loss may
+lose the last transactions, never consistency).
 """
 
 from __future__ import annotations
@@ -12,18 +26,52 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
 
 import msgspec
 
-from .base import Change, SharedStore, T
+from hoodyexec.errors import HoodyError
 
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder().decode
+from . import layout
+from .base import Rows, SharedStore, T
+from .layout import Row
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+BUSY_TIMEOUT = 5.0  # seconds a shared-state write waits for the write lock
 
-_MIGRATIONS: dict[int, str] = {
+
+def _shared_by_path(conn: sqlite3.Connection) -> None:
+    """Version 3: shared state by path. Every document of ``shared_state`` (one
+    JSON blob per hostname) becomes its rows; the old table goes. Runs inside
+    the migration's transaction: a crash midway leaves version 2 untouched."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS shared_paths ("
+        " hostname TEXT NOT NULL, path BLOB NOT NULL, value BLOB NOT NULL,"
+        " PRIMARY KEY (hostname, path)) WITHOUT ROWID"
+    )
+    conn.execute("CREATE TABLE IF NOT EXISTS shared_docs (hostname TEXT PRIMARY KEY) WITHOUT ROWID")
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'shared_state'"
+    ).fetchone()
+    if not exists:
+        return
+    for hostname, blob in conn.execute("SELECT hostname, doc FROM shared_state").fetchall():
+        try:
+            doc = layout.decode_value(blob)
+        except msgspec.DecodeError as exc:
+            raise sqlite3.DatabaseError(f"shared state of {hostname!r}: {exc}") from None
+        if not isinstance(doc, dict):
+            raise sqlite3.DatabaseError(f"shared state of {hostname!r} is not an object")
+        conn.executemany(
+            "INSERT OR REPLACE INTO shared_paths (hostname, path, value) VALUES (?, ?, ?)",
+            [(hostname, path, value) for path, value in layout.explode(b"", doc)],
+        )
+        conn.execute("INSERT OR IGNORE INTO shared_docs (hostname) VALUES (?)", (hostname,))
+    conn.execute("DROP TABLE shared_state")
+
+
+# A version is SQL statements, or a function run in the same transaction.
+_MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
     1: """
         CREATE TABLE IF NOT EXISTS meta (
             key   TEXT PRIMARY KEY,
@@ -57,6 +105,7 @@ _MIGRATIONS: dict[int, str] = {
             registered_at REAL NOT NULL
         );
     """,
+    3: _shared_by_path,
 }
 
 
@@ -106,9 +155,13 @@ def migrate(conn: sqlite3.Connection) -> int:
                 if conn.execute("PRAGMA user_version").fetchone()[0] >= version:
                     conn.execute("COMMIT")
                     continue
-                for statement in _MIGRATIONS[version].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                step = _MIGRATIONS[version]
+                if callable(step):
+                    step(conn)
+                else:
+                    for statement in step.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {int(version)}")
                 conn.execute("COMMIT")
             except BaseException:
@@ -120,18 +173,102 @@ def migrate(conn: sqlite3.Connection) -> int:
         raise StateDBError(f"state database migration failed: {exc}") from None
 
 
-class SqliteStore(SharedStore):
-    """The process's handle on shared state in SQLite (thread-safe)."""
+class StateBusy(HoodyError):
+    """The write lock of shared state stayed taken for ``BUSY_TIMEOUT`` seconds."""
 
-    def __init__(self, path: str) -> None:
+    status = 503
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _pause(attempt: int) -> None:
+    """Between two tries for the write lock: yield, then wait a little longer."""
+    if attempt < 32:
+        os.sched_yield()
+    else:
+        time.sleep(min(0.001, 0.00005 * (attempt - 31)))
+
+
+_RANGE = (
+    "SELECT path, value FROM shared_paths WHERE hostname = ?1 AND path >= ?2 AND path < ?3 "
+    "ORDER BY path LIMIT ?4"
+)
+_LOCATE: dict[int, str] = {}
+
+
+def _locate_sql(ancestors: int) -> str:
+    sql = _LOCATE.get(ancestors)
+    if sql is None:
+        marks = ", ".join(f"?{i}" for i in range(5, 5 + ancestors))
+        sql = _LOCATE[ancestors] = (
+            f"SELECT path, value FROM shared_paths WHERE hostname = ?1 AND path IN ({marks}) "
+            f"UNION ALL SELECT * FROM ({_RANGE})"
+        )
+    return sql
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:  # not when what interrupted us came right after COMMIT
+        conn.execute("ROLLBACK")
+
+
+class _Rows(Rows):
+    """One document's rows through the store's connection."""
+
+    __slots__ = ("conn", "key")
+
+    def __init__(self, conn: sqlite3.Connection, key: str) -> None:
+        self.conn = conn
+        self.key = key
+
+    def locate(self, ancestors: list[bytes], lo: bytes, hi: bytes, limit: int = -1) -> list[Row]:
+        if ancestors:
+            sql, args = _locate_sql(len(ancestors)), (self.key, lo, hi, limit, *ancestors)
+        else:
+            sql, args = _RANGE, (self.key, lo, hi, limit)
+        rows: list[Row] = self.conn.execute(sql, args).fetchall()
+        return rows
+
+    def put(self, rows: list[Row]) -> None:
+        sql = "INSERT OR REPLACE INTO shared_paths (hostname, path, value) VALUES (?, ?, ?)"
+        if len(rows) == 1:
+            self.conn.execute(sql, (self.key, *rows[0]))
+        elif rows:
+            self.conn.executemany(sql, [(self.key, path, value) for path, value in rows])
+
+    def erase(self, lo: bytes, hi: bytes) -> int:
+        cur = self.conn.execute(
+            "DELETE FROM shared_paths WHERE hostname = ? AND path >= ? AND path < ?",
+            (self.key, lo, hi),
+        )
+        return cur.rowcount
+
+    def touch(self) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO shared_docs (hostname) VALUES (?)", (self.key,))
+
+
+class SqliteStore(SharedStore):
+    """The process's handle on shared state in SQLite (thread-safe): one
+    connection, used by one thread at a time."""
+
+    def __init__(self, path: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.path = path
+        self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._deadline = 0.0  # of the current wait for the write lock
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = connect(self.path)
-            migrate(self._conn)
+            conn = connect(self.path)
+            migrate(conn)
+            conn.execute("PRAGMA busy_timeout = 0")  # we retry ourselves, without sleeping
+            self._conn = conn
         return self._conn
 
     def close(self) -> None:
@@ -140,42 +277,64 @@ class SqliteStore(SharedStore):
                 self._conn.close()
                 self._conn = None
 
-    def document(self, key: str) -> dict[str, Any]:
+    def _read(self, key: str, fn: Callable[[Rows], T]) -> T:
+        attempt = 0
         with self._lock:
-            row = (
-                self._db()
-                .execute("SELECT doc FROM shared_state WHERE hostname = ?", (key,))
-                .fetchone()
-            )
-        return _decode(row[0]) if row else {}
+            rows = _Rows(self._db(), key)
+            while True:
+                try:
+                    return fn(rows)
+                except sqlite3.OperationalError as exc:
+                    attempt = self._retry(exc, attempt)
 
-    def update(self, key: str, change: Change[T]) -> T:
-        """Run ``change(doc) -> (new_doc, result)`` atomically; returns ``result``."""
+    def _write(self, key: str, fn: Callable[[Rows], T]) -> T:
+        attempt = 0
         with self._lock:
             conn = self._db()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute(
-                    "SELECT doc FROM shared_state WHERE hostname = ?", (key,)
-                ).fetchone()
-                doc = _decode(row[0]) if row else {}
-                new, result = change(doc)
-                conn.execute(
-                    "INSERT INTO shared_state (hostname, doc, version) VALUES (?, ?, 1) "
-                    "ON CONFLICT(hostname) DO UPDATE SET doc = excluded.doc, version = version + 1",
-                    (key, _encode(new)),
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return result
+            rows = _Rows(conn, key)
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    attempt = self._retry(exc, attempt)
+                    continue
+                try:
+                    result = fn(rows)
+                    conn.execute("COMMIT")
+                    return result
+                except sqlite3.OperationalError as exc:
+                    _rollback(conn)
+                    attempt = self._retry(exc, attempt)
+                except BaseException:
+                    _rollback(conn)
+                    raise
+
+    def _retry(self, exc: sqlite3.OperationalError, attempt: int) -> int:
+        """Wait before trying again after ``exc``; re-raises what is not a busy lock."""
+        if not _busy(exc):
+            raise exc
+        if attempt == 0:
+            self._deadline = time.monotonic() + self.busy_timeout
+        elif time.monotonic() > self._deadline:
+            raise StateBusy(
+                f"shared state is busy: the write lock stayed taken for {self.busy_timeout:g} s"
+            ) from None
+        _pause(attempt)
+        return attempt + 1
 
     def clear(self, key: str | None = None) -> int:
-        with self._lock:
+        def drop(rows: Rows) -> int:
             conn = self._db()
             if key is None:
-                cur = conn.execute("DELETE FROM shared_state")
-            else:
-                cur = conn.execute("DELETE FROM shared_state WHERE hostname = ?", (key,))
-            return cur.rowcount
+                count: int = conn.execute(
+                    "SELECT count(*) FROM (SELECT hostname FROM shared_paths"
+                    " UNION SELECT hostname FROM shared_docs)"
+                ).fetchone()[0]
+                conn.execute("DELETE FROM shared_paths")
+                conn.execute("DELETE FROM shared_docs")
+                return count
+            removed = rows.erase(*layout.subtree(b""))
+            gone = conn.execute("DELETE FROM shared_docs WHERE hostname = ?", (key,)).rowcount
+            return 1 if removed or gone else 0
+
+        return self._write(key or "", drop)
