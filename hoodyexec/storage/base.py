@@ -264,8 +264,10 @@ class SharedStore(ABC):
             if spot.inside:
                 _rewrite(rows, parts, spot, lambda doc, sub: doc_set(doc, sub, stored))
                 return
-            rows.erase(*layout.subtree(spot.path))
-            rows.put(layout.explode(spot.path, stored))
+            new = layout.explode(spot.path, stored)
+            if spot.rows and not (len(new) == 1 and spot.rows[0][0] == spot.path == new[0][0]):
+                rows.erase(*layout.subtree(spot.path))  # (a leaf replaced by a leaf: no need)
+            rows.put(new)
 
         self._write(key, change)
         return value
@@ -379,8 +381,10 @@ def _merge_rows(rows: Rows, path: bytes, old: Any, extra: Any) -> None:
                 else:
                     rows.put(layout.explode(sub, item))
             return
-    rows.erase(*layout.subtree(path))
-    rows.put(layout.explode(path, deep_merge(old, extra)))
+    new = layout.explode(path, deep_merge(old, extra))
+    if (isinstance(old, dict) and old) or not (len(new) == 1 and new[0][0] == path):
+        rows.erase(*layout.subtree(path))  # (a leaf or nothing replaced by a leaf: no need)
+    rows.put(new)
 
 
 def _keep_parent(rows: Rows, parts: list[str]) -> None:

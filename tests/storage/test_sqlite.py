@@ -1,13 +1,21 @@
-"""The shared-state store (storage/sqlite.py): paths, errors, atomic increments."""
+"""The shared-state store (storage/sqlite.py): paths, errors, atomic increments,
+the layout by path against the blob store it replaced, contention."""
 
 from __future__ import annotations
 
 import multiprocessing
+import random
+import sqlite3
 import threading
+import time
 
 import pytest
 
+from hoodyexec.errors import BadRequest
 from hoodyexec.storage.sqlite import SqliteStore as SharedStore
+from hoodyexec.storage.sqlite import StateBusy
+
+from .reference import BlobModel
 
 
 def test_store_paths_and_errors(tmp_path):
@@ -60,3 +68,228 @@ def test_store_incr_is_atomic_across_processes(tmp_path):
     for p in procs:
         p.join(30)
     assert values == list(range(1, 201))
+
+
+# -- the store by path answers as the blob store did ------------------------------------
+
+SEGMENTS = ["a", "b", "c", "l", "0", "1", "-1", "2", "é", "n"]
+
+
+def _value(rng: random.Random, depth: int = 0) -> object:
+    kind = rng.randrange(10 if depth < 2 else 6)
+    if kind == 0:
+        return rng.randint(-5, 5)
+    if kind == 1:
+        return rng.choice([0.5, 1.0, -2.25, 1e20])
+    if kind == 2:
+        return rng.choice(["", "x", "ünï", "日本", "a.b"])
+    if kind == 3:
+        return rng.choice([True, False, None])
+    if kind == 4:
+        return {}
+    if kind == 5:
+        return []
+    if kind in (6, 7):
+        return {
+            rng.choice([*SEGMENTS, "", "\x00", "k.k"]): _value(rng, depth + 1)
+            for _ in range(rng.randint(1, 3))
+        }
+    return [_value(rng, depth + 1) for _ in range(rng.randint(1, 3))]
+
+
+def _path(rng: random.Random) -> str | None:
+    if rng.random() < 0.05:
+        return rng.choice([None, ""])
+    return ".".join(rng.choice(SEGMENTS) for _ in range(rng.randint(1, 3)))
+
+
+def _outcome(fn, *args):
+    try:
+        return ("ok", fn(*args))
+    except BadRequest as exc:
+        return ("error", str(exc))
+
+
+def _same(a, b) -> bool:
+    """Equal, and ints stay ints and floats floats."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_same, a, b))
+    return type(a) is type(b) and a == b
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_operation_answers_as_the_blob_store(tmp_path, seed):
+    """Random operations on random paths (nested, list indexes, negative indexes,
+    unicode, keys with dots or NUL inside values): the store by path returns what
+    the version-2 blob store returned, raises what it raised, and holds the same
+    document, read whole and at every prefix."""
+    rng = random.Random(seed)
+    store = SharedStore(str(tmp_path / "s.db"))
+    model = BlobModel()
+    for step in range(500):
+        key = rng.choice(["h", "h", "other"])
+        op = rng.choice(["set", "set", "merge", "merge", "delete", "incr", "incr", "get", "clear"])
+        path = _path(rng)
+        if op == "set":
+            value = _value(rng)
+            if path in (None, "") and rng.random() < 0.7:
+                value = {rng.choice(SEGMENTS): _value(rng)}
+            args: tuple = (key, path, value)
+        elif op == "merge":
+            args = (
+                key,
+                path,
+                _value(rng) if rng.random() < 0.3 else {rng.choice(SEGMENTS): _value(rng)},
+            )
+        elif op == "incr":
+            args = (key, path or "n", rng.choice([1, 2, -1, 0.5]))
+        elif op == "clear":
+            args = (key if rng.random() < 0.8 else None,)
+        else:
+            args = (key, path)
+        want = _outcome(getattr(model, op), *args)
+        got = _outcome(getattr(store, op), *args)
+        assert got[0] == want[0] and _same(got[1], want[1]) or got == want, (
+            step,
+            op,
+            args,
+            got,
+            want,
+        )
+        for k in ("h", "other"):
+            doc = model.document(k)
+            assert _same(store.get(k), doc), (step, op, args)
+            for prefix in _prefixes(doc):
+                assert _same(store.get(k, prefix), model.get(k, prefix)), (step, prefix)
+
+
+def _prefixes(doc, base: str = ""):
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if k and "." not in k:
+                path = f"{base}.{k}" if base else k
+                yield path
+                yield from _prefixes(v, path)
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield f"{base}.{i}"
+            yield from _prefixes(v, f"{base}.{i}")
+
+
+def test_operations_on_nested_paths_and_prefixes(tmp_path):
+    store = SharedStore(str(tmp_path / "s.db"))
+    store.set("h", "users.7", {"name": "Ada", "tags": ["x"], "seen": {}})
+    store.incr("h", "users.7.visits")
+    store.incr("h", "users.7.visits", 2.5)
+    assert store.get("h", "users") == {
+        "7": {"name": "Ada", "tags": ["x"], "seen": {}, "visits": 3.5}
+    }
+    assert store.get("h", "users.7.tags.0") == "x" and store.get("h", "users.7.tags.-1") == "x"
+    store.set("h", "users.7.tags.0", "y")
+    assert store.merge("h", "users.7", {"seen": {"at": 1}, "name": "Ada L."}) == {
+        "name": "Ada L.",
+        "tags": ["y"],
+        "seen": {"at": 1},
+        "visits": 3.5,
+    }
+    assert store.delete("h", "users.7.seen.at") is True
+    assert store.get("h", "users.7.seen") == {}  # an emptied object stays, empty
+    assert store.delete("h", "users.7") is True and store.get("h") == {"users": {}}
+    assert store.get("h", "users.7.name", "gone") == "gone"
+    store.set("h", "users.1", 1)
+    with pytest.raises(BadRequest, match="cannot increment 'users': it holds a dict"):
+        store.incr("h", "users")
+    with pytest.raises(BadRequest, match="incr needs a path"):
+        store.incr("h", "")
+    with pytest.raises(BadRequest, match="incr amount must be a number"):
+        store.incr("h", "n", True)  # type: ignore[arg-type]
+    with pytest.raises(BadRequest, match="whole document must be an object"):
+        store.set("h", None, [1])
+    with pytest.raises(BadRequest, match="JSON values only"):
+        store.set("h", "x", {"o": object()})
+    assert store.get("h") == {"users": {"1": 1}}  # failed writes left nothing behind
+
+
+def _rows_changed(store, fn) -> int:
+    conn = store._db()
+    before = conn.total_changes
+    fn()
+    return conn.total_changes - before
+
+
+def test_writes_touch_only_the_rows_of_their_path(tmp_path):
+    """With 500 KB in the document, incr/set/merge/delete of one key change one row
+    (two for a merge of two keys) — not the document."""
+    store = SharedStore(str(tmp_path / "s.db"))
+    big = {f"item{i}": {"name": "x" * 100, "n": i, "tags": [1, 2, 3]} for i in range(3000)}
+    store.set("h", "items", big)
+    assert store._db().execute("SELECT count(*) FROM shared_paths").fetchone()[0] == 9000
+    assert _rows_changed(store, lambda: store.incr("h", "n")) == 1
+    assert _rows_changed(store, lambda: store.incr("h", "items.item5.n")) == 1
+    assert _rows_changed(store, lambda: store.set("h", "items.item6.name", "y")) == 1
+    assert _rows_changed(store, lambda: store.merge("h", "items.item7", {"n": 0, "new": 1})) == 2
+    assert _rows_changed(store, lambda: store.delete("h", "items.item8.name")) <= 2
+    assert store.get("h", "items.item5.n") == 6 and store.get("h", "items.item6.name") == "y"
+    assert len(store.get("h", "items")) == 3000
+
+
+def test_clear_and_documents_that_exist_empty(tmp_path):
+    store = SharedStore(str(tmp_path / "s.db"))
+    assert store.clear("h") == 0
+    store.delete("h", "x")  # any write creates the document, even one that finds nothing
+    assert store.get("h") == {} and store.clear("h") == 1 and store.clear("h") == 0
+    store.set("a", "x", 1)
+    store.set("b", None, {})
+    store.set("c", "y", {"z": 2})
+    assert store.clear(None) == 3 and store.get("a") == {} and store.get("c") == {}
+
+
+def test_a_held_write_lock_is_a_503_after_the_busy_timeout(tmp_path):
+    path = str(tmp_path / "s.db")
+    SharedStore(path).incr("h", "n")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    store = SharedStore(path, busy_timeout=0.3)
+    assert store.get("h", "n") == 1  # readers never wait on a writer
+    t = time.monotonic()
+    with pytest.raises(StateBusy) as caught:
+        store.incr("h", "n")
+    assert caught.value.status == 503 and 0.3 <= time.monotonic() - t < 2
+    holder.execute("ROLLBACK")
+    assert store.incr("h", "n") == 2
+
+
+def _hammer(path: str, seconds: float, q) -> None:
+    store = SharedStore(path)
+    values, errors = [], []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            values.append(store.incr("h", "n"))
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            errors.append(repr(exc))
+    q.put((values, errors))
+
+
+def test_two_processes_hammering_incr_never_see_a_locked_database(tmp_path):
+    """Contention: two processes incrementing one counter as fast as they can for
+    a second: no "database is locked", every value distinct, none lost, and both
+    make progress (no process starves behind the other's retries)."""
+    path = str(tmp_path / "s.db")
+    SharedStore(path).set("h", "big", {f"k{i}": i for i in range(2000)})
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_hammer, args=(path, 1.0, q)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    errors = [e for _, errs in results for e in errs]
+    assert errors == []
+    values = sorted(v for vals, _ in results for v in vals)
+    assert values == list(range(1, len(values) + 1))
+    assert all(len(vals) > 50 for vals, _ in results)
+    assert SharedStore(path).get("h", "n") == len(values)
