@@ -390,6 +390,10 @@ def main() -> None:
             for server in servers:
                 server.stop()
 
+    # Shared state (get, incr, incr with 500 KB): its own kit, see bench/shared_state.py.
+    import shared_state
+
+    results["shared_state"] = shared_state.measure(wrk_bin)
     print(json.dumps(results, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
@@ -405,6 +409,7 @@ def main() -> None:
         ("write → first answer p50 < 5 ms", w["new_file_p50"] < 5),
         ("idle worker RSS < 60 MB", results["idle_worker_rss_mb"] < 60),
     ]
+    checks += shared_state.checks(results["shared_state"])
     for label, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {label}")
 
