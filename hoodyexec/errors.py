@@ -58,12 +58,6 @@ class MethodNotAllowed(HoodyError):
     status = 405
 
 
-class NotImplementedYet(HoodyError):
-    """An endpoint of the reference API that this version does not serve yet."""
-
-    status = 501
-
-
 class ControlUnavailable(HoodyError):
     """The control worker could not be reached in time."""
 

@@ -49,7 +49,9 @@ def test_application_maps_settings_onto_gunicorn(tmp_path):
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_systemd_unit_verifies(tmp_path):
     text = (ROOT / "conf" / "hoodyexec.service").read_text()
-    assert "Type=notify" in text and "ExecReload=/bin/kill -HUP $MAINPID" in text
+    assert "Type=notify" in text
+    assert "ExecReload=/opt/hoodyexec/.venv/bin/hoodyexec reload" in text
+    assert "ExecStop=/opt/hoodyexec/.venv/bin/hoodyexec stop" in text
     assert "KillMode=mixed" in text
     # point the unit at this checkout so systemd can check the executable exists
     venv = Path(sys.executable).parent.parent

@@ -37,6 +37,7 @@ from hoodyexec.home import Home
 from hoodyexec.http.endpoint import FalconApp
 
 from . import control, request
+from .restarts import RestartAborted, Restarts, booted
 
 # Embedded gunicorn defaults; conf/gunicorn.conf.py mirrors them for operators.
 GUNICORN_DEFAULTS: dict[str, Any] = {
@@ -78,14 +79,6 @@ def _pre_fork(server: Arbiter, worker: Any) -> None:
     # The heartbeat file's time before the worker ever notified: while it is
     # unchanged the worker has not booted (see ``booted``).
     worker.hoody_born = worker.tmp.last_update()
-
-
-def booted(worker: Worker) -> bool:
-    """Has this request worker reported ready (touched its heartbeat once)?"""
-    try:
-        return worker.tmp.last_update() != getattr(worker, "hoody_born", None)
-    except (OSError, ValueError):  # heartbeat file already closed
-        return True
 
 
 class HoodyApplication(BaseApplication):
@@ -191,13 +184,8 @@ class HoodyArbiter(Arbiter):
         self.started = time.time()
         self._stopping = False
         self._reloaded: set[int] = set()  # request workers a reload replaces
-        # The restart (reload) in progress: its account, drain deadline, kills.
-        self.restarts = restart.RestartFiles(app.home)
-        self._restart: restart.Run | None = None
-        self._restart_deadline = 0.0
-        self._restart_control = 0
-        self._restart_killed: set[int] = set()
         super().__init__(app)
+        self.restarts = Restarts(self)  # every reload (SIGHUP, system/restart)
 
     @property
     def control_pid(self) -> int:
@@ -295,8 +283,9 @@ class HoodyArbiter(Arbiter):
     # -- arbiter hooks ------------------------------------------------------------
     def manage_workers(self) -> None:
         self.manage_control()
-        super().manage_workers()
-        self._restart_progress()
+        if not self.restarts.holding():  # a restart trims the old workers itself
+            super().manage_workers()
+        self.restarts.progress()
 
     def murder_workers(self) -> None:
         super().murder_workers()
@@ -325,8 +314,9 @@ class HoodyArbiter(Arbiter):
                     metrics.count_recycle("request")
                 self._reloaded.discard(pid)
             # Also runs inside gunicorn's reload, which waits for the old
-            # workers by reaping: the drain deadline is enforced there too.
-            self._restart_progress()
+            # workers by reaping: the restart moves on there too.
+            self.restarts.progress()
+        self.restarts.raise_if_aborted()
 
     def _reap_request_workers(self) -> None:
         while True:
@@ -338,24 +328,33 @@ class HoodyArbiter(Arbiter):
                 # gunicorn halts on exit code 3/4 ("failed to boot"). A worker
                 # that had booted and then exited with such a code was ended by
                 # a script (sys.exit in a thread it made, os._exit): replace it.
-                gone = [w for pid, w in before.items() if pid not in self.WORKERS]
-                culprit = [w for w in gone if not _tmp_closed(w)]
-                if len(culprit) != 1 or not booted(culprit[0]):
+                gone = [(pid, w) for pid, w in before.items() if pid not in self.WORKERS]
+                culprit = [(pid, w) for pid, w in gone if not _tmp_closed(w)]
+                if len(culprit) != 1:
                     raise
-                worker = culprit[0]
-                self.log.error(
-                    "Worker (pid:%s) exited with a boot-error code after it had booted; "
-                    "replacing it",
-                    worker.pid,
-                )
+                pid, worker = culprit[0]
+                if not booted(worker) and not self.restarts.failed_boot(pid):
+                    raise
+                if booted(worker):
+                    self.log.error(
+                        "Worker (pid:%s) exited with a boot-error code after it had booted; "
+                        "replacing it",
+                        pid,
+                    )
                 worker.tmp.close()
                 self.cfg.child_exit(self, worker)
         self.reap_control()
 
     def handle_hup(self) -> None:
-        self._begin_restart()
+        self.restarts.begin()
         self._reloaded.update(self.WORKERS)  # replaced by the reload, not recycled
-        super().handle_hup()
+        self.restarts.in_reload = True
+        try:
+            super().handle_hup()
+        except RestartAborted:
+            return  # the old workers and control worker keep serving
+        finally:
+            self.restarts.in_reload = False
         # Replace the control worker too. The successor binds the socket path;
         # the predecessor keeps serving until the successor reports ready, then
         # drains its in-flight calls and exits (manage_control).
@@ -363,90 +362,6 @@ class HoodyArbiter(Arbiter):
             self.retiring.append(self.control)
             self.control = None
         self.manage_control()
-
-    # -- restarts: the HUP path with a drain time (features/system/restart.py) -----
-    def _begin_restart(self) -> None:
-        """Take the filed request (a bare SIGHUP has none: a reload that drains
-        for ``graceful-timeout``) and record the restart as running."""
-        now = time.time()
-        request = self.restarts.pending() or restart.Request(
-            reason="SIGHUP",
-            requested_at=now,
-            drain_timeout_ms=int(self.cfg.graceful_timeout * 1000),
-            source="signal",
-        )
-        old = set(self.WORKERS)
-        record = self.restarts.record() or restart.Record(master=self.pid)
-        if self._restart is not None:  # a reload during a reload: one account
-            old.update(p for p in self._restart.old_workers if p in self.WORKERS)
-            self._restart.completed_at = now
-            record.last = self._restart
-        run = restart.Run(
-            reason=request.reason,
-            source=request.source,
-            graceful=request.graceful,
-            drain_timeout_ms=request.drain_timeout_ms,
-            requested_at=request.requested_at,
-            started_at=now,
-            old_workers=sorted(old),
-        )
-        drain = request.drain_timeout_ms / 1000 if request.graceful else 0.0
-        self._restart = run
-        self._restart_control = self.control_pid  # replaced too (after the workers)
-        self._restart_deadline = time.monotonic() + drain
-        self._restart_killed = set()
-        record.master, record.current = self.pid, run
-        self._save_restarts(record)
-        self.restarts.withdraw()  # taken: recorded as running first (see RestartFiles.ask)
-        self.log.info(
-            "Restart (%s): draining %d workers for up to %.1f s",
-            run.reason,
-            len(old),
-            drain,
-        )
-
-    def _restart_progress(self) -> None:
-        run = self._restart
-        if run is None or self._stopping:
-            return
-        alive = [pid for pid in run.old_workers if pid in self.WORKERS]
-        if alive and time.monotonic() >= self._restart_deadline:
-            for pid in alive:
-                if pid not in self._restart_killed:
-                    self._restart_killed.add(pid)
-                    self.log.warning("Restart: worker %s still busy at the drain deadline", pid)
-                    self.kill_worker(pid, signal.SIGKILL)
-            return
-        fresh = {pid: w for pid, w in self.WORKERS.items() if pid not in run.old_workers}
-        ctl = self.control
-        if (
-            alive
-            or len(fresh) < self.num_workers
-            or not all(booted(w) for w in fresh.values())
-            or ctl is None
-            or ctl.pid == self._restart_control
-            or not ctl.check_ready()
-            or self.retiring
-        ):
-            return
-        run.killed = len(self._restart_killed)
-        run.drained = len(run.old_workers) - run.killed
-        run.new_workers = sorted(fresh)
-        run.completed_at = time.time()
-        self._restart = None
-        record = self.restarts.record() or restart.Record(master=self.pid)
-        record.master, record.current, record.last = self.pid, None, run
-        record.restarts += 1
-        self._save_restarts(record)
-        self.log.info(
-            "Restart (%s) done: %d drained, %d killed", run.reason, run.drained, run.killed
-        )
-
-    def _save_restarts(self, record: restart.Record) -> None:
-        try:
-            self.restarts.save(record)
-        except OSError as exc:  # the restart goes on; only its account is lost
-            self.log.error("Restart: cannot record progress: %s", exc)
 
     def stop(self, graceful: bool = True) -> None:
         self._stopping = True

@@ -2,8 +2,8 @@
 
 It is never bound to a port: request workers forward ``/api/v1/exec/*`` calls to
 it over the control socket (see ``ipc/bridge.py``). The app is assembled from
-the features under ``hoodyexec/features/``. Endpoints of the reference API that
-this version does not serve yet answer 501 with a clear message.
+the features under ``hoodyexec/features/``; any other path under the API prefix
+answers a JSON 404 (405 with ``Allow`` for a reference path's other methods).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import falcon.asgi
 from hoodyexec.config import Settings
 from hoodyexec.engine.hosts import HostMap
 from hoodyexec.engine.store import ScriptStore
-from hoodyexec.errors import MethodNotAllowed, NotFound, NotImplementedYet
+from hoodyexec.errors import MethodNotAllowed, NotFound
 from hoodyexec.features.ai import api as ai
 from hoodyexec.features.cache import api as cache
 from hoodyexec.features.logs import api as logs
@@ -38,6 +38,7 @@ from hoodyexec.features.validate import api as validate
 from hoodyexec.home import Home
 from hoodyexec.http import auth, endpoint, errors
 from hoodyexec.http.context import Ask, Broadcast, Context, Gather, Invoke, Service, WorkerPids
+from hoodyexec.ipc.bridge import WORKER_PID
 from hoodyexec.storage.base import SharedStore
 
 HEALTH_PATH = auth.HEALTH_PATH
@@ -71,6 +72,11 @@ class TokenAuth:
         self.check = auth.TokenCheck(token)
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        if req.scope.get(WORKER_PID) == 0:
+            # Not forwarded by a request worker: a local caller on the 0600
+            # control socket (the ``hoodyexec status|restart|...`` commands),
+            # who is the kit's user already.
+            return
         self.check.check(req.path, req.get_header("Authorization"))
 
 
@@ -97,24 +103,18 @@ def _template_regex(path: str) -> re.Pattern[str]:
     return re.compile("^" + re.sub(r"\\\{\w+\\\}", r"[^/]+", re.escape(path)) + "$")
 
 
-_PLANNED = [
-    (method, _template_regex(path), path)
-    for method, path, _, _ in ENDPOINTS
-    if path.startswith("/api/")
+_REFERENCE = [
+    (method, _template_regex(path)) for method, path, _, _ in ENDPOINTS if path.startswith("/api/")
 ]
 
 
 async def _unknown(req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: Any) -> None:
     path = req.path
-    allowed = [method for method, rx, _ in _PLANNED if rx.match(path)]
-    if req.method in allowed:
-        raise NotImplementedYet(
-            f"{req.method} {path} is not implemented in this version yet", path=path
-        )
-    if allowed:
+    allowed = {method for method, rx in _REFERENCE if rx.match(path)}
+    if allowed and req.method not in allowed:
         raise MethodNotAllowed(
             f"Method {req.method} not allowed on {path}",
-            headers={"Allow": ", ".join(sorted(set(allowed)))},
+            headers={"Allow": ", ".join(sorted(allowed))},
         )
     raise NotFound(f"Unknown management endpoint: {req.method} {path}", path=path)
 

@@ -5,9 +5,7 @@ and one for its query string (aliases such as ``exec_id`` → ``execId``
 included), and the statuses it can really answer. That one declaration decodes
 and validates the request (a bad or missing field is a 400 naming it), is what
 ``http/endpoint.py`` registers, and is what ``/openapi.json`` is generated from
-(``msgspec.json.schema_components``). Endpoints a later version builds are
-declared the same way (``features/openapi/reference.py``), so the document
-describes their parameters and bodies too.
+(``msgspec.json.schema_components``).
 
 No falcon here: features' schemas and the OpenAPI builder import it.
 """

@@ -188,3 +188,39 @@ def test_drain_takes_the_node_out_of_rotation_and_undrain_puts_it_back(kit):
     r = kit.request("POST", E + "system/undrain")
     assert r.status == 200 and r.json()["wasDraining"] is True
     assert kit.get(E + "health").status == 200
+
+
+def test_new_workers_that_fail_to_boot_leave_the_old_ones_serving(kit):
+    before = kit.wait_healthy()
+    db = kit.home / "hoodyexec.db"
+    db.rename(kit.home / "held.db")
+    db.mkdir()  # a new worker cannot open its state database: it fails to boot
+    try:
+        r = kit.request("POST", E + "system/restart", {"reason": "bad deploy"})
+        assert r.status == 202, r.body
+        last = wait_for(
+            lambda: (s := status(kit))["state"] == "idle" and s["lastRestart"], what="idle"
+        )
+        assert last["reason"] == "bad deploy" and last["ok"] is False, last
+        assert "failed to boot" in last["failed"] or "before it booted" in last["failed"]
+        assert last["drained"] == 0 and last["killed"] == 0
+        now = kit.wait_healthy()
+        assert sorted(now["workers"]) == sorted(before["workers"])  # the old ones serve
+        assert now["control"] == before["control"]
+        assert kit.get("/hello").status == 200
+        assert kit.proc.poll() is None
+    finally:
+        db.rmdir()
+        (kit.home / "held.db").rename(db)
+    r = kit.request("POST", E + "system/restart", {"reason": "fixed"})
+    assert r.status == 202, r.body
+    last = wait_for(
+        lambda: (
+            (s := status(kit))["lastRestart"]["reason"] == "fixed"
+            and s["state"] == "idle"
+            and s["lastRestart"]
+        ),
+        what="the second restart",
+    )
+    assert last["ok"] is True and last["drained"] == 2
+    assert not set(kit.wait_healthy()["workers"]) & set(before["workers"])

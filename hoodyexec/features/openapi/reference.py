@@ -1,7 +1,9 @@
 """Every endpoint of the reference management API, as data.
 
-Generated once from the reference skill's Reference section. It drives the
-"not implemented yet" answers (501) and, later, the kit's own OpenAPI document.
+Written once from the reference API's documentation. It orders the kit's own
+OpenAPI document, gives its summaries and tags, and tells the management app
+which methods a reference path has (405 ``Allow``); tests check that every one
+is served.
 This module is a leaf: it imports nothing internal.
 """
 

@@ -1,11 +1,10 @@
 """The kit's own OpenAPI 3.1 document, generated from the endpoint declarations.
 
-Every endpoint of the reference API is described: the ones this version serves
-from the declarations their features registered (``http/spec.py`` Endpoints:
-body and query Structs, statuses), the others from ``planned.py`` with their
-documented parameters and bodies, marked ``x-implemented: false`` and answering
-501. Schemas come from ``msgspec.json.schema_components``: one declaration, no
-hand-kept tables.
+Every endpoint the management app serves is described, in the reference API's
+order, from the declaration its feature registered (``http/spec.py`` Endpoints:
+body and query Structs, statuses); the kit's own additions follow, marked
+``x-extension``. Schemas come from ``msgspec.json.schema_components``: one
+declaration, no hand-kept tables.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import msgspec
 from hoodyexec import __version__
 from hoodyexec.http.spec import COMMON, Endpoint, Fields
 
-from .planned import PLANNED
 from .reference import ENDPOINTS
 
 REF = "#/components/schemas/{name}"
@@ -63,11 +61,9 @@ def _parameters(ep: Endpoint, defs: dict[str, Any]) -> list[dict[str, Any]]:
     return params
 
 
-def _responses(ep: Endpoint, implemented: bool) -> dict[str, Any]:
+def _responses(ep: Endpoint) -> dict[str, Any]:
     if ep.path == "/{path}":
         return {"default": {"description": "Whatever the script answers"}}
-    if not implemented:
-        return {"501": {"description": "Not implemented in this version yet", **_ERR}}
     statuses = dict(ep.responses)
     if ep.body is not None or ep.query is not None:
         statuses.setdefault(400, "Invalid request (the field is named)")
@@ -79,19 +75,14 @@ def _responses(ep: Endpoint, implemented: bool) -> dict[str, Any]:
     }
 
 
-def _operation(
-    ep: Endpoint, implemented: bool, summary: str, tag: str, defs: dict[str, Any]
-) -> dict[str, Any]:
+def _operation(ep: Endpoint, summary: str, tag: str, defs: dict[str, Any]) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": _operation_id(ep.method, ep.path),
         "summary": summary,
         "tags": [tag],
-        "responses": _responses(ep, implemented),
-        "x-implemented": implemented,
+        "responses": _responses(ep),
     }
     notes = [ep.description] if ep.description else []
-    if not implemented:
-        notes.append("Not implemented in this version yet: answers 501 with a JSON error.")
     if ep.path == "/{path}":
         notes = ["Runs the script routed at this path (any HTTP method invokes it)."]
     if notes:
@@ -124,27 +115,30 @@ def _structs(endpoints: Iterable[Endpoint]) -> list[type[Fields]]:
 
 
 def document(implemented: Sequence[Endpoint]) -> dict[str, Any]:
-    """The whole document: the reference's every endpoint, served or planned."""
+    """The whole document: what is served, in the reference's order, then the
+    kit's additions. (Every reference endpoint is served by a kit with a home;
+    the management app without one, in tests, serves fewer.)"""
     served = {ep.key: ep for ep in implemented}
-    planned = {ep.key: ep for ep in PLANNED}
-    chosen: list[tuple[Endpoint, bool, str, str]] = []
+    chosen: list[tuple[Endpoint, str, str]] = []
     for method, path, summary, tag in ENDPOINTS:
         key = (method, path)
-        ep = served.get(key) or planned.get(key) or Endpoint(method, path, summary, tag)
-        chosen.append((ep, key in served or path == "/{path}", summary, tag))
+        if key in served:
+            chosen.append((served[key], summary, tag))
+        elif path == "/{path}":  # script routes: served by the request workers
+            chosen.append((Endpoint(method, path, summary, tag), summary, tag))
     listed = {ep.key for ep, *_ in chosen}
-    chosen += [(ep, True, ep.summary, ep.tag) for ep in implemented if ep.key not in listed]
+    chosen += [(ep, ep.summary, ep.tag) for ep in implemented if ep.key not in listed]
     _, defs = msgspec.json.schema_components(_structs(ep for ep, *_ in chosen), ref_template=REF)
     paths: dict[str, dict[str, Any]] = {}
-    for ep, done, summary, tag in chosen:
-        paths.setdefault(ep.path, {})[ep.method.lower()] = _operation(ep, done, summary, tag, defs)
+    for ep, summary, tag in chosen:
+        paths.setdefault(ep.path, {})[ep.method.lower()] = _operation(ep, summary, tag, defs)
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "hoodyexec management API",
             "version": __version__,
-            "description": "Python scripts as live HTTP endpoints. Operations marked "
-            "x-implemented: false answer 501 in this version.",
+            "description": "Python scripts as live HTTP endpoints: the management API. "
+            "Operations marked x-extension are the kit's own additions to the reference API.",
         },
         "servers": [{"url": "/"}],
         "paths": paths,

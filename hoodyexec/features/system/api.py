@@ -40,7 +40,9 @@ class Health:
         worker_pids: WorkerPids,
         expected_workers: int = 1,
         drained_since: Drained | None = None,
+        bind: str | None = None,
     ) -> None:
+        self.bind = bind
         self.started = started
         self.master_pid = master_pid
         self.control_pid = control_pid
@@ -61,6 +63,7 @@ class Health:
         body: dict[str, object] = {
             "status": status,
             "version": __version__,
+            "bind": self.bind,
             "uptime": round(time.time() - self.started, 3),
             "master": self.master_pid,
             "workers": workers,
@@ -165,13 +168,14 @@ class System:
         errors.json_response(resp, {"success": True, "draining": False, "wasDraining": was})
 
     async def _inflight(self) -> int:
-        """Script executions running now, over every worker that answers."""
+        """Script executions running now. A worker that does not answer in time
+        is busy (inline code holds its loop) and counts as one."""
         if self.ctx.gather is None:
             return 0
         replies = await self.ctx.gather(protocol.Status(), 0.5)
-        return sum(
-            r.answer.inflight for r in replies if isinstance(r.answer, protocol.WorkerStatus)
-        )
+        counts = [r.answer.inflight for r in replies if isinstance(r.answer, protocol.WorkerStatus)]
+        silent = max(self.ctx.expected_workers - len(counts), 0)
+        return sum(counts) + silent
 
 
 def register(app: FalconApp, ctx: Context) -> None:
@@ -185,6 +189,7 @@ def register(app: FalconApp, ctx: Context) -> None:
             ctx.worker_pids,
             ctx.expected_workers,
             files.drained_since if files else None,
+            ctx.settings.bind if ctx.settings else None,
         ),
     )
     if files is None:

@@ -61,6 +61,7 @@ class Run(msgspec.Struct, rename="camel"):
     drained: int = 0  # old workers that exited by themselves within the drain time
     killed: int = 0  # old workers killed at the drain deadline
     completed_at: float | None = None
+    failed: str | None = None  # why the old workers were kept (new ones did not boot)
 
 
 class Record(msgspec.Struct, rename="camel"):
@@ -209,6 +210,8 @@ def describe(run: Run) -> dict[str, object]:
         "startedAt": clock.iso(run.started_at),
         "completedAt": clock.iso(done) if done is not None else None,
         "durationMs": round((done - run.requested_at) * 1000, 1) if done is not None else None,
+        "ok": run.failed is None,
+        "failed": run.failed,
         "drained": run.drained,
         "killed": run.killed,
         "oldWorkers": run.old_workers,
