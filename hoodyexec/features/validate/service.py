@@ -31,6 +31,7 @@ from hoodyexec.engine import compiler
 from hoodyexec.engine import magic as magic_mod
 from hoodyexec.engine.routes import NotRoutable, route_for
 from hoodyexec.features.validate import normalize as normalizer
+from hoodyexec.features.validate.normalize.apps import dotted as _dotted
 
 Item = dict[str, Any]
 
@@ -231,18 +232,6 @@ def _undefined(names: _Names) -> list[Item]:
         message = f"name '{node.id}' is used but never defined (line {node.lineno})"
         errors.append(_item(node.lineno, node.col_offset + 1, message))
     return errors
-
-
-def _dotted(node: ast.AST) -> str | None:
-    """``a.b.c`` for a chain of attributes on a name, else None."""
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    parts.append(node.id)
-    return ".".join(reversed(parts))
 
 
 class _AnnotationCheck:

@@ -51,6 +51,7 @@ def import_map(tree: ast.Module) -> dict[str, str]:
 
 
 def dotted(node: ast.AST) -> str | None:
+    """``a.b.c`` for a chain of attributes on a name, else None."""
     parts = []
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
