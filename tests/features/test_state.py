@@ -50,3 +50,27 @@ def test_shared_state_endpoints(tmp_path):
     assert c.simulate_post(base + "get").status_code == 400
     r = c.simulate_post(base + "set", json={"hostname": "h", "value": [1]})
     assert r.status_code == 400 and "object" in r.json["error"]
+
+
+def test_readme_orders_example(env):
+    """The README's shared-state example answers as written."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = re.search(r"```python\n(# api/orders\.py\n.*?)```", readme, re.S).group(1)
+    env.write("api/orders.py", code)
+
+    async def go(c):
+        made = [
+            (await c.simulate_post("/api/orders", json={"item": item})).json
+            for item in ("tea", "cake")
+        ]
+        one = await c.simulate_get("/api/orders", params={"id": "2"})
+        every = await c.simulate_get("/api/orders")
+        return made, one.json, every.json
+
+    made, one, every = env.run(go)
+    assert made == [{"id": 1}, {"id": 2}]
+    assert one == {"status": "new"}
+    assert every == {"1": {"item": "tea", "status": "new"}, "2": {"item": "cake", "status": "new"}}
