@@ -198,13 +198,13 @@ class Spot:
 
 def locate(rows: Rows, parts: list[str], limit: int = -1) -> Spot:
     path = layout.encode_path(parts)
+    if len(parts) == 1:  # PERF: the common case, a top-level key: no ancestors
+        return Spot(path, rows=rows.locate([], path, path + layout.END, limit))
     ancestors = [layout.encode_path(parts[:i]) for i in range(1, len(parts))]
-    lo, hi = layout.subtree(path)
-    found = rows.locate(ancestors, lo, hi, limit)
-    if ancestors:
-        for key, raw in found:
-            if key in ancestors:
-                return Spot(path, ancestors.index(key) + 1, layout.decode_value(raw))
+    found = rows.locate(ancestors, path, path + layout.END, limit)
+    for key, raw in found:
+        if key in ancestors:
+            return Spot(path, ancestors.index(key) + 1, layout.decode_value(raw))
     return Spot(path, rows=found)
 
 
