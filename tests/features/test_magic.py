@@ -142,8 +142,11 @@ def test_slash_comments_are_not_offered_and_are_explained(env, api):
     r = api.simulate_post(
         B + "write", json={"path": "js.py", "content": "// @description x\nreturn 1\n"}
     )
-    assert r.status_code == 400
-    assert all(".py files use #" in e for e in r.json["validation"]["errors"]), r.json
+    # Written through the API, the normaliser makes it the canonical comment.
+    assert r.status_code == 201, r.json
+    assert [c["after"] for c in r.json["normalized"]] == ["# @description x"], r.json
+    with open(os.path.join(api.root, "js.py")) as f:
+        assert f.read() == "# @description x\nreturn 1\n"
     env.write("magic.py", "// @description x\nreturn 1\n")
     env.write("plain.py", "// just a note\nreturn 1\n")
     for path in ("/magic", "/plain"):
