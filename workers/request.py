@@ -27,10 +27,9 @@ from hoodyexec.engine.websocket import Sockets
 from hoodyexec.features.ai.helper import AISettings
 from hoodyexec.features.ai.helper import factory as ai_factory
 from hoodyexec.home import Home
-from hoodyexec.http.endpoint import FalconApp
 from hoodyexec.http.gateway import create_gateway
 from hoodyexec.http.router import table_for
-from hoodyexec.http.sink import ScriptsSink, invoke_app
+from hoodyexec.http.sink import ScriptsFront, ScriptsSink, invoke_app
 from hoodyexec.ipc.protocol import (
     CacheCleared,
     ClearCache,
@@ -52,7 +51,7 @@ def load_app(
     *,
     link: bool = True,
     sockets: Sockets | None = None,
-) -> FalconApp:
+) -> ScriptsFront:
     """``sockets``: the worker's WebSocket sessions, which the worker closes with
     1001 when it is told to stop (``asgi.HoodyASGIWorker``)."""
     if sockets is None:
@@ -157,7 +156,7 @@ def load_app(
         # the collector's generations (cheaper collections, less copy-on-write).
         gc.freeze()
 
-    return create_gateway(
+    front = create_gateway(
         home.control_socket,
         scripts=sink,
         age=age,
@@ -177,3 +176,5 @@ def load_app(
         on_shutdown=[shared.close, catalog.close, stop_monitoring],
         token=settings.token,
     )
+    assert isinstance(front, ScriptsFront)  # a scripts sink was given
+    return front

@@ -47,6 +47,9 @@ class Watcher:
         self.fd = self.inotify.fileno()
         self._poll = select.poll()
         self._poll.register(self.fd, select.POLLIN)
+        # PERF: ``queued(0)`` is ``pending()`` without a Python frame (truthy
+        # when events wait): the scripts sink's per-request freshness check.
+        self.queued = self._poll.poll
         self.dirs: dict[int, str] = {}
         self._add_tree(root)
 

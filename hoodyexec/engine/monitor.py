@@ -1,7 +1,7 @@
 """What a request worker knows about its script executions, for monitoring.
 
-Per request the sink does a dict insert when an execution starts and one
-``done`` call when it ends: counters, a fixed-bucket latency histogram and the
+Per request the sink does a dict insert when an execution starts (for inline
+code, which holds the loop, a single slot) and one ``done`` call when it ends: counters, a fixed-bucket latency histogram and the
 last 1,024 samples per script, all in plain Python objects owned by the
 worker's event loop (no lock, no syscall). The control worker gathers these
 over the link (``MonitorQuery``) and sums them; ``flush_metrics`` copies the
@@ -117,6 +117,11 @@ class Monitor:
         self.root = root
         self.started = time.time()
         self.active: dict[str, Active] = {}
+        # The inline execution holding the loop right now, if any: (executionId,
+        # record). PERF: inline code runs one at a time, so the sink fills this
+        # slot instead of inserting into and deleting from ``active``; only the
+        # slow-request thread can see it set (the loop is busy meanwhile).
+        self.inline: tuple[str, Active] | None = None
         self.scripts: dict[str, Figures] = {}
         # Executions finished per second over the last minute (a ring of 60).
         self._window = [0] * 60
@@ -219,10 +224,19 @@ class Monitor:
             for k, f in list(self.scripts.items())
         ]
 
+    def running(self) -> list[tuple[str, Active]]:
+        """Every execution in flight: ``active`` and the inline slot (safe to
+        call from another thread)."""
+        running = list(self.active.items())
+        inline = self.inline
+        if inline is not None:
+            running.append(inline)
+        return running
+
     def snapshot_active(self, stacks: bool = False) -> list[ActiveRequest]:
         now = time.monotonic()
         out = []
-        for eid, (file, method, path, mono, task, mode) in list(self.active.items()):
+        for eid, (file, method, path, mono, task, mode) in self.running():
             out.append(
                 ActiveRequest(
                     execution_id=eid,
@@ -322,7 +336,7 @@ class SlowLog:
 
     def check(self) -> list[str]:
         now = time.monotonic()
-        running = list(self.monitor.active.items())
+        running = self.monitor.running()
         self.seen &= {eid for eid, _ in running}
         written = []
         for eid, (file, method, path, mono, task, mode) in running:

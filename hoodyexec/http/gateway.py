@@ -23,6 +23,7 @@ from hoodyexec.errors import HoodyError
 from hoodyexec.http import errors
 from hoodyexec.http.auth import TokenCheck
 from hoodyexec.http.endpoint import FalconApp
+from hoodyexec.http.sink import ScriptsFront
 from hoodyexec.ipc import client as link
 from hoodyexec.ipc.protocol import HttpRequest, Status, WorkerStatus
 
@@ -253,8 +254,9 @@ def create_gateway(
     on_startup: list[Callable[[], Any]] | None = None,
     on_shutdown: list[Callable[[], Any]] | None = None,
     token: str | None = None,
-) -> FalconApp:
-    """Build the request worker app.
+) -> ScriptsFront | FalconApp:
+    """Build the request worker app: ``ScriptsFront`` serving script routes
+    before falcon (the app itself without ``scripts``).
 
     ``scripts`` is the sink that runs scripts (``ScriptsSink``); without it every
     non-management path is a 404. ``link_client=False`` for in-process tests.
@@ -293,4 +295,6 @@ def create_gateway(
         scripts or _no_script,  # type: ignore[arg-type]
         prefix=r"/(?!api/v1/exec(/|$)|openapi\.(json|yaml)$)",
     )
-    return app
+    if scripts is None:
+        return app
+    return ScriptsFront(scripts, app)

@@ -16,9 +16,8 @@ import os
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, Protocol
 
-import falcon
 import falcon.asgi
 import msgspec
 
@@ -34,19 +33,33 @@ from hoodyexec.engine.executor import (
 )
 from hoodyexec.engine.hosts import HOST_CACHE, HostMap
 from hoodyexec.engine.invoke import INVOKE_EXECUTION, INVOKE_TARGET, KIT_TRIGGERS
-from hoodyexec.engine.monitor import BATCH, Monitor
+from hoodyexec.engine.monitor import BATCH, Active, Monitor
 from hoodyexec.engine.runtime import AI, Metadata, Req, Res, Shared
 from hoodyexec.engine.websocket import Sockets
 from hoodyexec.errors import HoodyError
 from hoodyexec.http import errors
 from hoodyexec.http.body import parse_body
-from hoodyexec.http.endpoint import FalconApp
+from hoodyexec.http.scope import (
+    ENCODED_TYPES,
+    NO_BODY_STATUS,
+    ASGIApp,
+    Receive,
+    Reply,
+    Scope,
+    ScopeRequest,
+    Send,
+    latin1,
+)
 from hoodyexec.http.websocket import serve as serve_websocket
 from hoodyexec.storage.base import SharedStore
 
 log = logging.getLogger("hoodyexec.scripts")
 
 _json_encode = msgspec.json.Encoder().encode
+_monotonic = time.monotonic
+# asyncio's table of each loop's running task (what asyncio.current_task reads;
+# the executor's watchdog reads it too), not in the stubs.
+_current_tasks: dict[Any, Any] = asyncio.tasks._current_tasks  # type: ignore[attr-defined]
 
 
 def _sse_event(item: Any) -> bytes:
@@ -82,8 +95,8 @@ _SENTINEL = object()
 class StreamAborted(asyncio.CancelledError):
     """Ends a stream that failed after its status and headers went out.
 
-    Raised from the body iterator, it leaves falcon before its last (empty) body
-    message, so the server never writes the terminating zero-length chunk: it
+    Raised from the body iterator, it leaves ``Reply.send_to`` before its last
+    (empty) body message, so the server never writes the terminating zero-length chunk: it
     closes the connection, and the client sees an incomplete response instead of
     a normal end. A ``CancelledError``, so gunicorn takes its quiet "request
     cancelled" path (close, no traceback): the failure is in the script's log.
@@ -98,6 +111,24 @@ def _stream_failure(exc: BaseException, console: Console, timeout_ms: int) -> di
     else:
         error, kind = str(exc) or type(exc).__name__, type(exc).__name__
     return {"error": error, "type": kind, "executionId": console.execution_id}
+
+
+_HEX2 = tuple(f"{i:02x}" for i in range(256))
+
+
+def _execution_ids(prefix: str) -> Iterator[str]:
+    """``prefix`` + a counter in hex, at least 7 digits, from 1 (what
+    ``f"{prefix}{n:07x}"`` gives). PERF: the counter's last two digits come
+    from a table and the rest is formatted once per 256 ids: one string
+    concatenation per request instead of a format (~0.2 µs)."""
+    first = True
+    for high in itertools.count():
+        base = f"{prefix}{high:05x}"
+        for low in _HEX2:
+            if first:  # the counter starts at 1
+                first = False
+                continue
+            yield base + low
 
 
 def _next_or_sentinel(it: Iterator[Any]) -> Any:
@@ -146,50 +177,64 @@ class ScriptsSink:
         self.default_timeout_ms = default_timeout_ms
         self.trigger = trigger  # metadata.trigger: "http", or "test" for route/test
         self.inflight = 0
-        # Host header → (instance, hostname, trigger); only hosts whose instance
+        # Host header (bytes) → (instance, hostname, trigger); only hosts whose instance
         # folder exists are kept, and at most HOST_CACHE of them.
-        self._by_host: dict[str, tuple[Any, str, str]] = {}
-        self._prefix = os.urandom(3).hex()
-        self._ids = itertools.count(1)
+        self._by_host: dict[bytes, tuple[Any, str, str]] = {}
+        # Execution ids: 6 random hex digits of this worker, then a counter
+        # (7 hex digits or more), from 1.
+        self._ids = _execution_ids(os.urandom(3).hex()).__next__
 
     def next_id(self) -> str:
         """A new execution id (the hot path below makes its own inline)."""
-        return f"{self._prefix}{next(self._ids):07x}"
+        return self._ids()
 
-    # -- entry point --------------------------------------------------------------
+    # -- entry points -------------------------------------------------------------
     async def __call__(
         self,
         req: falcon.asgi.Request,
-        resp: falcon.asgi.Response,
+        resp: falcon.asgi.Response | None,
         ws: falcon.asgi.WebSocket | None = None,
         **_: Any,
     ) -> None:
-        # falcon passes ``ws`` (and resp None) for a WebSocket handshake only.
+        """falcon's sink: WebSocket handshakes to script routes (falcon passes
+        ``ws``). HTTP requests to script routes never come this way
+        (``ScriptsFront`` serves them)."""
         if ws is not None:
             return await serve_websocket(self, req, ws)
-        execution_id = f"{self._prefix}{next(self._ids):07x}"
+        if resp is not None:
+            errors.json_response(
+                resp, {"error": "script routes are served by the scripts front"}, status=500
+            )
+        return None
+
+    async def _serve(self, req: ScopeRequest, resp: Reply) -> None:
+        execution_id = self._ids()
         # Every answer names its execution (errors and streams included): the id
-        # every log line of the run carries. PERF: falcon's own header dict.
-        resp._headers["x-execution-id"] = execution_id
+        # every log line of the run carries.
+        resp.execution_id = execution_id
         monitor = self.monitor
         catalog = self.catalog
-        catalog.refresh()
-        # PERF: falcon's own table of the request's headers (falcon is pinned;
-        # bytes keys, what req.get_header reads): a dict hit instead of a method
-        # call, and below two membership tests instead of the KeyError that
-        # req.content_length and req.get_header each raise and catch inside
-        # when the header is absent (~0.6 µs for a request without a body).
+        # PERF: the freshness check (docs/scripts.md) is one poll() of the
+        # inotify fd called straight; refresh() runs only when events wait.
+        watcher = catalog.watcher
+        if watcher is not None and watcher.queued(0):
+            catalog.refresh()
+        # PERF: the request's header table (bytes keys, as the server sent
+        # them): a dict hit instead of a method call, and below two membership
+        # tests before anything reads a body.
         headers: dict[bytes, bytes] = req._asgi_headers
-        host = headers.get(b"host", b"").decode("latin1")
+        host_raw = headers.get(b"host", b"")
         # A run without HTTP (route/test, schedules) names its target in the
         # scope, whatever Host header it carries; PERF: otherwise one dict hit
-        # per request once a Host has been seen (no regex, no stat).
+        # per request once a Host has been seen (keyed by the header's bytes:
+        # no decoding, no regex, no stat).
         target = req.scope.get(INVOKE_TARGET)
         if target is not None:
             req.scope[INVOKE_EXECUTION] = execution_id  # the asker learns the run's id
         else:
-            target = self._by_host.get(host)
+            target = self._by_host.get(host_raw)
         if target is None:
+            host = host_raw.decode("latin1")
             target = self._target_for(host)
             if target is None:
                 return _json(
@@ -202,8 +247,14 @@ class ScriptsSink:
         if found is None:
             return _json(resp, 404, {"error": f"No script at {path}", "path": path})
         route, params = found
+        # PERF: catalog.load's first test inlined: a compiled script that
+        # inotify has not dropped is fresh (docs/scripts.md, Freshness).
+        script = inst.scripts.get(route.file)
+        if type(script) is not Script or watcher is None or route.file in inst.unverified:
+            script = None
         try:
-            script = catalog.load(inst, route)
+            if script is None:
+                script = catalog.load(inst, route)
         except FileNotFoundError:  # removed between the event and now
             return _json(resp, 404, {"error": f"No script at {path}", "path": path})
         except ScriptLoadError as exc:
@@ -237,7 +288,8 @@ class ScriptsSink:
                         "executionId": execution_id,
                     },
                 )
-        entry = script.entry_for(method)
+        # PERF: entry_for inlined for the one-entry shapes (body, handler).
+        entry = script.entries["*"] if script.shape != "methods" else script.entry_for(method)
         if entry is None:
             resp.set_header("Allow", script.allow)
             if method == "OPTIONS":
@@ -259,13 +311,13 @@ class ScriptsSink:
         raw = b""
         body = None
         if (b"content-length" in headers or b"transfer-encoding" in headers) and (
-            req.content_length or req.get_header("Transfer-Encoding")
+            req.content_length or b"transfer-encoding" in headers
         ):
             if req.content_length and req.content_length > self.max_body:
                 return _json(
                     resp, 413, {"error": f"Request body over the {self.max_body} byte limit"}
                 )
-            raw = await req.stream.read(self.max_body + 1)
+            raw = await req.read_body(self.max_body)
             if len(raw) > self.max_body:
                 return _json(
                     resp, 413, {"error": f"Request body over the {self.max_body} byte limit"}
@@ -280,7 +332,7 @@ class ScriptsSink:
         if scriptlog is None:
             scriptlog = script.log = self.logbook.for_script(subdomain, exec_id, route.file)
         console = Console(scriptlog, execution_id, script.log_min)
-        if magic.log_request_body and raw:
+        if raw and magic.log_request_body:
             console.info(f"{method} {path} body: {raw[:4096].decode('utf-8', 'replace')}")
         positional = entry.positional
         used = entry.used
@@ -290,23 +342,39 @@ class ScriptsSink:
         timeout = magic.timeout / 1000.0
 
         mode = magic.mode
+        is_async = entry.is_async
         run_mode = (
             "async"
-            if entry.is_async
+            if is_async
             else "thread"
             if mode == "thread" or (mode == "auto" and script.offloaded)
             else "inline"
         )
-        started = time.monotonic()
+        started = _monotonic()
+        executor = self.executor
+        wd = executor.watchdog
+        # The task the watchdog interrupts (None before the executor started:
+        # in-process tools, where plain asyncio timeouts apply).
+        task = _current_tasks.get(wd.loop) if wd is not None else None
+        record: Active | None = None
+        listed = False  # in monitor.active (else in the inline slot, or nowhere)
         if monitor is not None:
-            monitor.active[execution_id] = (
+            record = (
                 script.path,
                 method,
                 path,
                 started,
-                asyncio.current_task() if entry.is_async else None,
+                (task or asyncio.current_task()) if is_async else None,
                 run_mode,
             )
+            if run_mode == "inline":
+                # PERF: inline code holds the loop, so one runs at a time: a
+                # single slot (read by the slow-request thread) instead of a
+                # dict insert and delete per request.
+                monitor.inline = (execution_id, record)
+            else:
+                monitor.active[execution_id] = record
+                listed = True
         self.inflight += 1
         token = current.set(console)
         streaming = False
@@ -355,12 +423,41 @@ class ScriptsSink:
                     exc.extra["executionId"] = execution_id
                     return _json(resp, exc.status, exc.to_dict())
             if run_mode == "async":
-                result = await self.executor.run_async(entry.fn, args, kwargs, timeout)
+                if task is not None and wd is not None:
+                    # PERF: Executor.run_async inlined: no coroutine of its own.
+                    wd.arm(task, started + timeout, timeout)
+                    try:
+                        result = await entry.fn(*args, **kwargs)
+                    except asyncio.CancelledError:
+                        if wd.timed_out(task):
+                            raise ScriptTimeout() from None
+                        raise
+                    finally:
+                        wd.disarm(task)
+                else:
+                    result = await executor.run_async(entry.fn, args, kwargs, timeout)
             elif run_mode == "thread":
-                result = await self.executor.run_thread(entry.fn, args, kwargs, timeout)
+                result = await executor.run_thread(entry.fn, args, kwargs, timeout)
             else:  # inline sync: no extra coroutine on the hot path
-                result, held = self.executor.run_inline(entry.fn, args, kwargs, timeout)
-                if held > self.executor.threshold and mode == "auto":
+                # PERF: Executor.run_inline inlined (started is its t0).
+                if task is not None and wd is not None:
+                    wd.arm(task, started + timeout, timeout)
+                    try:
+                        result = entry.fn(*args, **kwargs)
+                    finally:
+                        wd.disarm(task)
+                else:
+                    result = entry.fn(*args, **kwargs)
+                held = _monotonic() - started
+                if record is not None:
+                    monitor.inline = None  # type: ignore[union-attr]  # record: monitor set
+                    if (type(result) is not dict and type(result) is not list) or (
+                        res is not None and res.used
+                    ):
+                        # it may go on as a stream (or run on in _render): listed
+                        monitor.active[execution_id] = record  # type: ignore[union-attr]
+                        listed = True
+                if held > executor.threshold and mode == "auto":
                     self._offload(script, held, console)
                     if monitor is not None:
                         monitor.offloaded(script.path)
@@ -420,7 +517,10 @@ class ScriptsSink:
                 if monitor is not None:
                     # PERF: Monitor.done inlined: one append, the status parsed
                     # and the figures updated later, in batches (Monitor.drain).
-                    del monitor.active[execution_id]
+                    if listed:
+                        del monitor.active[execution_id]
+                    elif monitor.inline is not None:  # the inline call raised
+                        monitor.inline = None
                     data = resp.data
                     pending = monitor._pending
                     pending.append(
@@ -430,7 +530,7 @@ class ScriptsSink:
                             resp.status,
                             len(data) if data else 0,
                             started,
-                            time.monotonic(),
+                            _monotonic(),
                         )
                     )
                     if len(pending) >= BATCH:
@@ -512,14 +612,14 @@ class ScriptsSink:
             return None
         target = (inst, hostname, self.trigger)
         if len(self._by_host) < HOST_CACHE:
-            self._by_host[host] = target
+            self._by_host[host.encode("latin1")] = target
         return target
 
     # -- pieces -------------------------------------------------------------------
     def _cors(
         self,
-        req: falcon.asgi.Request,
-        resp: falcon.asgi.Response,
+        req: ScopeRequest,
+        resp: Reply,
         allowed: list[str],
         method: str,
         script: Script,
@@ -565,8 +665,8 @@ class ScriptsSink:
 
     async def _render(
         self,
-        req: falcon.asgi.Request,
-        resp: falcon.asgi.Response,
+        req: ScopeRequest,
+        resp: Reply,
         result: Any,
         res: Res,
         script: Script,
@@ -616,8 +716,8 @@ class ScriptsSink:
 
     async def _value(
         self,
-        req: falcon.asgi.Request,
-        resp: falcon.asgi.Response,
+        req: ScopeRequest,
+        resp: Reply,
         value: Any,
         status: int | None,
         script: Script,
@@ -667,7 +767,7 @@ class ScriptsSink:
 
     async def _stream(
         self,
-        resp: falcon.asgi.Response,
+        resp: Reply,
         iterable: Any,
         sse: bool,
         script: Script,
@@ -774,6 +874,79 @@ class ScriptsSink:
         return True
 
 
+def kit_path(path: str) -> bool:
+    """``/api/v1/exec``, ``/api/v1/exec/...``, ``/openapi.json``, ``/openapi.yaml``:
+    the paths falcon serves (``gateway._KIT_PATH``), without a regex."""
+    if path.startswith("/api/v1/exec"):
+        return len(path) == 12 or path[12] == "/"
+    return path == "/openapi.json" or path == "/openapi.yaml"
+
+
+class ScriptsFront:
+    """The request worker's ASGI app: HTTP requests to script routes are
+    served here, everything else goes to ``shell`` (the falcon app: lifespan,
+    the management calls it forwards, WebSocket handshakes).
+
+    PERF: a script route never builds falcon's Request and Response, runs no
+    middleware and no falcon routing: the request is read from the scope on
+    demand (``http/scope.py``), the sink fills a ``Reply``, which is written
+    as two ASGI messages. Without a shell (``invoke_app``) every request is a
+    script call."""
+
+    __slots__ = ("sink", "shell", "_serve")
+
+    def __init__(self, sink: ScriptsSink, shell: ASGIApp | None = None) -> None:
+        self.sink = sink
+        self.shell = shell
+        self._serve = sink._serve
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        shell = self.shell
+        # PERF: one type test and one startswith for a script route.
+        if shell is not None and (scope["type"] != "http" or kit_path(scope["path"])):
+            return await shell(scope, receive, send)
+        req = ScopeRequest(scope, receive)
+        resp = Reply()
+        try:
+            await self._serve(req, resp)
+        except HoodyError as exc:  # a bad Content-Length, ...
+            resp = _error_reply(resp, exc.status, exc.to_dict(), exc.headers)
+        except Exception as exc:  # noqa: BLE001 - answered like falcon's last resort
+            log.exception("unhandled error on %s %s", req.method, req.path)
+            # The message may hold machine paths: the client gets the type only.
+            body = {
+                "error": "internal error (details in the kit's log)",
+                "type": type(exc).__name__,
+            }
+            resp = _error_reply(resp, 500, body, {})
+        data = resp.data
+        eid = resp.execution_id
+        if (
+            data is not None
+            and eid is not None
+            and resp._headers is None
+            and resp._cookies is None
+            and resp.status not in NO_BODY_STATUS
+            and req.method != "HEAD"
+        ):
+            # PERF: Reply.send_to's usual case inlined (no coroutine of its
+            # own): a body and no header but the execution id and the type.
+            ctype = resp.content_type or "application/json"
+            encoded = ENCODED_TYPES.get(ctype)
+            lines = [
+                (b"x-execution-id", eid.encode()),
+                (b"content-type", encoded if encoded is not None else latin1(ctype)),
+                (b"content-length", b"%d" % len(data)),
+            ]
+            await send({"type": "http.response.start", "status": resp.status, "headers": lines})
+            await send({"type": "http.response.body", "body": data, "more_body": False})
+            return
+        try:
+            await resp.send_to(send, req.method == "HEAD")
+        except HoodyError as exc:  # a header that cannot go on the wire: nothing sent yet
+            await _error_reply(resp, exc.status, exc.to_dict(), {}).send_to(send, False)
+
+
 def _cancelled_from_outside(exc: BaseException) -> bool:
     """A CancelledError asked for by someone else (not raised by the script itself)."""
     if not isinstance(exc, asyncio.CancelledError):
@@ -782,13 +955,18 @@ def _cancelled_from_outside(exc: BaseException) -> bool:
     return task is not None and task.cancelling() > 0
 
 
-def _json(resp: falcon.asgi.Response, status: int, body: Any) -> None:
+def _json(resp: Reply, status: int, body: Any) -> None:
     resp.status = status
     resp.content_type = "application/json"
     resp.data = _json_encode(body)
 
 
-def _token_ok(req: falcon.asgi.Request, expected: str) -> bool:
+class _HeaderSource(Protocol):
+    def get_header(self, name: str) -> str | None: ...
+    def get_param(self, name: str) -> str | None: ...
+
+
+def _token_ok(req: _HeaderSource, expected: str) -> bool:
     if expected.startswith("env:"):
         secret = os.environ.get(expected[4:])
         if not secret:
@@ -804,14 +982,19 @@ def _token_ok(req: falcon.asgi.Request, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), secret.encode())
 
 
-def invoke_app(sink: ScriptsSink) -> FalconApp:
+def _error_reply(old: Reply, status: int, body: Any, headers: dict[str, str]) -> Reply:
+    """A fresh JSON error answer (keeping the execution id of ``old``)."""
+    resp = Reply()
+    resp.execution_id = old.execution_id
+    for name, value in headers.items():
+        resp.set_header(name, value)
+    if status == 503 and "Retry-After" not in headers:
+        resp.set_header("Retry-After", "1")
+    _json(resp, status, body)
+    return resp
+
+
+def invoke_app(sink: ScriptsSink) -> ScriptsFront:
     """The sink alone as an ASGI app: what ``engine.invoke.Invoker`` runs a
     script through when there is no HTTP request (route/test, schedules)."""
-    app = falcon.asgi.App()
-    app.req_options.strip_url_path_trailing_slash = False
-    app.req_options.auto_parse_qs_csv = False
-    errors.install(app)
-    # falcon types a sink's resp as Response | None (None only for a WebSocket,
-    # which never reaches this app): the sink takes a Response.
-    app.add_sink(sink, prefix="/")  # type: ignore[arg-type]
-    return app
+    return ScriptsFront(sink)

@@ -94,7 +94,7 @@ async def serve(sink: ScriptsSink, req: falcon.asgi.Request, ws: falcon.asgi.Web
     catalog = sink.catalog
     catalog.refresh()
     host = req.get_header("Host") or ""
-    target = sink._by_host.get(host) or sink._target_for(host)
+    target = sink._by_host.get(host.encode("latin1")) or sink._target_for(host)
     if target is None:
         return await _refuse(ws)
     inst, hostname, trigger = target

@@ -15,7 +15,7 @@ def test_unstarted_stream_gives_its_concurrency_slot_back(tmp_path):
     import asyncio
     import gc
 
-    import falcon.asgi
+    from hoodyexec.http.scope import Reply, ScopeRequest
 
     from ..scriptenv import ScriptEnv
 
@@ -24,13 +24,13 @@ def test_unstarted_stream_gives_its_concurrency_slot_back(tmp_path):
     from hoodyexec.workers.request import load_app
 
     app = load_app(env.settings, env.home, link=False)
-    sink = next(s for _, s, _ in app._sinks if hasattr(s, "inflight"))
+    sink = app.sink
 
     async def receive():
         return {"type": "http.request", "body": b"", "more_body": False}
 
     async def main():
-        req = falcon.asgi.Request(
+        req = ScopeRequest(
             {
                 "type": "http",
                 "method": "GET",
@@ -46,8 +46,8 @@ def test_unstarted_stream_gives_its_concurrency_slot_back(tmp_path):
             },
             receive,
         )
-        resp = falcon.asgi.Response()
-        await sink(req, resp)
+        resp = Reply()
+        await sink._serve(req, resp)
         assert sink.inflight == 1 and resp.stream is not None
         resp.stream = None  # the client went away: nobody ever iterates it
         del resp
