@@ -34,7 +34,7 @@ from hoodyexec.engine.websocket import Sockets
 from hoodyexec.errors import ConfigError
 from hoodyexec.features.system import restart
 from hoodyexec.home import Home
-from hoodyexec.http.endpoint import FalconApp
+from hoodyexec.http.sink import ScriptsFront
 
 from . import control, request
 from .restarts import RestartAborted, Restarts, booted
@@ -122,9 +122,8 @@ class HoodyApplication(BaseApplication):
             fresh.home = self.settings.home
         self.settings = fresh
 
-    # The ASGI app, loaded in the worker after fork. falcon's App takes a dict
-    # scope where gunicorn's ASGI app type passes a MutableMapping.
-    def load(self) -> FalconApp:  # type: ignore[override]
+    # The ASGI app, loaded in the worker after fork.
+    def load(self) -> ScriptsFront:
         self.sockets = Sockets(self.settings.websocket_idle_timeout)
         return request.load_app(self.settings, self.home, self.worker_age, sockets=self.sockets)
 
