@@ -12,16 +12,21 @@ each, from one snapshot, and never wait on writers (WAL).
 Writers contend for one lock. SQLite's busy handler sleeps 1 ms, then 2, 5,
 10 ... while another process holds it, far longer than a write holds it
 (tens of microseconds): two workers incrementing one counter spent most of
-their time asleep. The shared-state connection has no busy timeout; a
-``BEGIN IMMEDIATE`` that finds the lock taken yields the CPU and tries again
-(then waits 50 µs, growing to 1 ms), for up to ``BUSY_TIMEOUT`` seconds before
-answering 503. A write is durable once it returns: committed to the WAL, it
+their time asleep. So shared-state writers first queue on a kernel lock,
+``flock`` on ``<db>-writer``: a waiting process is woken the moment the
+holder releases it, without spinning or a timer, and the kernel releases it
+for a process that dies. The holder then nearly always gets SQLite's lock at
+once; when something else holds it (the schedules ledger), the connection has
+no busy timeout: ``BEGIN IMMEDIATE`` yields the CPU and tries again (then
+waits 50 µs, growing to 1 ms) for up to ``BUSY_TIMEOUT`` seconds before
+answering 503. The queue is held only for that transaction. A write is durable once it returns: committed to the WAL, it
 survives the process being killed (``synchronous = NORMAL``: a power loss may
 lose the last transactions, never consistency).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -260,6 +265,7 @@ class SqliteStore(SharedStore):
         self.path = path
         self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
+        self._writer = -1  # descriptor of the writers' queue file (flock)
         self._lock = threading.Lock()
         self._deadline = 0.0  # of the current wait for the write lock
 
@@ -268,6 +274,9 @@ class SqliteStore(SharedStore):
             conn = connect(self.path)
             migrate(conn)
             conn.execute("PRAGMA busy_timeout = 0")  # we retry ourselves, without sleeping
+            self._writer = os.open(
+                self.path + "-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
             self._conn = conn
         return self._conn
 
@@ -276,6 +285,8 @@ class SqliteStore(SharedStore):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+                os.close(self._writer)
+                self._writer = -1
 
     def _read(self, key: str, fn: Callable[[Rows], T]) -> T:
         attempt = 0
@@ -288,26 +299,34 @@ class SqliteStore(SharedStore):
                     attempt = self._retry(exc, attempt)
 
     def _write(self, key: str, fn: Callable[[Rows], T]) -> T:
-        attempt = 0
         with self._lock:
             conn = self._db()
-            rows = _Rows(conn, key)
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as exc:
-                    attempt = self._retry(exc, attempt)
-                    continue
-                try:
-                    result = fn(rows)
-                    conn.execute("COMMIT")
-                    return result
-                except sqlite3.OperationalError as exc:
-                    _rollback(conn)
-                    attempt = self._retry(exc, attempt)
-                except BaseException:
-                    _rollback(conn)
-                    raise
+            # Writers of shared state queue on a kernel lock: the next one is woken
+            # when the lock is released, neither spinning nor sleeping on a timer.
+            fcntl.flock(self._writer, fcntl.LOCK_EX)
+            try:
+                return self._transaction(conn, _Rows(conn, key), fn)
+            finally:
+                fcntl.flock(self._writer, fcntl.LOCK_UN)
+
+    def _transaction(self, conn: sqlite3.Connection, rows: _Rows, fn: Callable[[Rows], T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                attempt = self._retry(exc, attempt)
+                continue
+            try:
+                result = fn(rows)
+                conn.execute("COMMIT")
+                return result
+            except sqlite3.OperationalError as exc:
+                _rollback(conn)
+                attempt = self._retry(exc, attempt)
+            except BaseException:
+                _rollback(conn)
+                raise
 
     def _retry(self, exc: sqlite3.OperationalError, attempt: int) -> int:
         """Wait before trying again after ``exc``; re-raises what is not a busy lock."""
