@@ -20,6 +20,14 @@
    order of the two wrk processes alternating every round (the second one
    has an edge of about 2 %, as much as what is measured here).
 
+6. the ceiling: the trivial scripts against a raw ASGI app on the same
+   gunicorn (``baseline_app.raw``), and lean Falcon against it;
+7. real work against lean Falcon doing the same: a typed POST (msgspec
+   Struct body), a 100 KB JSON answer, a 1 MB stream; p50/p99 latency of the
+   body-mode script, lean Falcon and the ceiling at 32 and 256 connections;
+   worker RSS growth per 1,000 compiled scripts; compile time of a
+   1,000-line script (its first answer less its second).
+
 Server processes are pinned to CPU 0 and wrk to CPU 1 (when there are two or
 more CPUs) to cut the noise of a shared machine.
 """
