@@ -71,7 +71,11 @@ def _rows(env) -> list[str]:
     import sqlite3
 
     with sqlite3.connect(env.home.db) as conn:
-        return [r[0] for r in conn.execute("SELECT hostname FROM shared_state")]
+        # the documents that exist: those with values, and those kept empty
+        rows = conn.execute(
+            "SELECT hostname FROM shared_paths UNION SELECT hostname FROM shared_docs"
+        )
+        return [r[0] for r in rows]
 
 
 def test_distinct_hosts_grow_neither_memory_nor_the_database(env):
