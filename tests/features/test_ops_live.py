@@ -165,3 +165,20 @@ def test_logs_tail_follows_a_script_and_one_execution(kit):
     assert missing.returncode == 1 and "404" in missing.stderr
     kitlog = cli(kit, "logs", "tail", "--no-follow", "--lines", "200")
     assert kitlog.returncode == 0 and "control worker" in kitlog.stdout
+
+
+def test_reload_whose_new_workers_cannot_boot_exits_1_and_the_old_ones_serve(kit):
+    before = kit.wait_healthy()
+    db = kit.home / "hoodyexec.db"
+    db.rename(kit.home / "held.db")
+    db.mkdir()  # new workers cannot open the state database
+    try:
+        r = cli(kit, "reload")
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert "failed to boot" in r.stderr and "Traceback" not in r.stderr
+        assert "keep serving" in r.stdout
+        assert sorted(kit.wait_healthy()["workers"]) == sorted(before["workers"])
+        assert kit.get("/hello").status == 200
+    finally:
+        db.rmdir()
+        (kit.home / "held.db").rename(db)

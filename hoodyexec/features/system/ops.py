@@ -284,6 +284,22 @@ def _wait_restart(kit: RunningKit, requested_at: str, timeout: float) -> dict[st
     raise OpsError(f"the restart did not finish within {timeout:g} s")
 
 
+def _wait_linked(kit: RunningKit, workers: list[int], timeout: float) -> None:
+    """Health lists exactly the new workers: each has linked to the control worker."""
+    deadline = time.monotonic() + max(timeout, 1.0)
+    while time.monotonic() < deadline:
+        try:
+            code, health = kit.call("GET", "health", timeout=5.0)
+        except OpsError as exc:
+            if exc.code != NO_KIT or not _master_alive(kit):
+                raise
+        else:
+            if isinstance(health, dict) and sorted(health.get("workers", [])) == sorted(workers):
+                return
+        time.sleep(0.05)
+    raise OpsError(f"the new workers {workers} did not link within {timeout:g} s")
+
+
 def _master_alive(kit: RunningKit) -> bool:
     try:
         kit.master()
@@ -308,7 +324,10 @@ def restart(
     # No drain given (a reload): as long as the kit's graceful-timeout allows.
     body["drainTimeoutMs"] = int(drain * 1000) if drain is not None else 3_600_000
     accepted = kit.ok("POST", "system/restart", body)
+    started = time.monotonic()
     last = _wait_restart(kit, accepted["requestedAt"], timeout)
+    if not last.get("failed"):
+        _wait_linked(kit, last.get("newWorkers", []), timeout - (time.monotonic() - started))
     if as_json:
         out(json.dumps(last, indent=2))
     else:
