@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from hoodyexec.errors import ConfigError
+from hoodyexec.storage.backends import kind_of
 
 ENV_PREFIX = "HOODYEXEC_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -37,6 +38,14 @@ class Settings(msgspec.Struct, rename="kebab", forbid_unknown_fields=True, kw_on
     bind: Annotated[
         str, msgspec.Meta(description="Address to serve on: HOST:PORT or unix:PATH.")
     ] = "127.0.0.1:8080"
+    state_url: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Where shared state, schedule claims and the node list live: "
+            "sqlite:///<file> (default: <home>/hoodyexec.db; one node), postgresql://... or "
+            "redis://... (several nodes sharing it)."
+        ),
+    ] = None
     workers: Annotated[
         int,
         msgspec.Meta(ge=1, le=256, description="Number of request workers (default: CPU count)."),
@@ -227,6 +236,8 @@ class Settings(msgspec.Struct, rename="kebab", forbid_unknown_fields=True, kw_on
 
     def __post_init__(self) -> None:
         parse_bind(self.bind)
+        if self.state_url:
+            kind_of(self.state_url)
         try:
             groups = re.compile(self.host_pattern).groupindex
         except re.error as exc:

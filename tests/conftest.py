@@ -10,6 +10,14 @@ from hoodyexec.home import Home
 
 from .kit import Kit
 from .scriptenv import ScriptEnv, management_app
+from .services import (  # noqa: F401 - fixtures: real PostgreSQL and Redis
+    pg_url,
+    postgres_server,
+    redis_server,
+    redis_url,
+    shared_url,
+    state_url,
+)
 
 
 @pytest.fixture

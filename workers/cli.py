@@ -11,6 +11,7 @@ from hoodyexec import __version__, config
 from hoodyexec.errors import ConfigError
 from hoodyexec.features.system import ops
 from hoodyexec.home import Home
+from hoodyexec.storage.backends import open_backend
 
 
 def _duration(text: str) -> float:
@@ -79,6 +80,9 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         settings = config.resolve(args)
         config.check_startup(settings)
+        backend = open_backend(settings.state_url, settings.home)
+        if backend.shared:  # a shared backend that is down: refuse to start
+            backend.check()
     except ConfigError as exc:
         print(f"hoodyexec: error: {exc}", file=sys.stderr)
         return 2

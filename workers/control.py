@@ -12,6 +12,8 @@ import asyncio
 import logging
 import os
 import signal
+import socket
+import time
 from collections.abc import Callable
 
 from hoodyexec.config import Settings
@@ -23,6 +25,8 @@ from hoodyexec.http.management import create_management
 from hoodyexec.ipc.hub import ControlServer
 from hoodyexec.ipc.protocol import Invoke, InvokeResult, Status, Topic, WorkerStatus
 from hoodyexec.storage import sqlite
+from hoodyexec.storage.backends import SqliteBackend, open_backend
+from hoodyexec.storage.cluster import HEARTBEAT, Node, NodeRegistry, node_id
 
 log = logging.getLogger("hoodyexec.control")
 
@@ -91,8 +95,13 @@ class ControlWorker:
         services: list[Service] = []
         try:
             sitepath.activate(self.home.site)  # validation sees kit-local packages
-            conn = sqlite.connect(self.home.db)
-            sqlite.migrate(conn)
+            backend = open_backend(self.settings.state_url, self.home.root)
+            conn = None
+            if isinstance(backend, SqliteBackend):
+                conn = sqlite.connect(backend.path)
+                sqlite.migrate(conn)
+            node = node_id(self.home.root, self.settings.bind) if backend.shared else None
+            registry = backend.nodes()
             server = ControlServer(self.home.control_socket)
 
             async def invoke(call: Invoke, avoid: int = 0) -> InvokeResult:
@@ -115,7 +124,9 @@ class ControlWorker:
                 worker_pids=worker_pids,
                 expected_workers=self.settings.workers,
                 token=self.settings.token,
-                shared=sqlite.SqliteStore(self.home.db),
+                shared=backend.store(),
+                backend=backend,
+                node=node,
                 home=self.home,
                 host_pattern=self.settings.host_pattern,
                 invoke=invoke,
@@ -134,11 +145,17 @@ class ControlWorker:
 
         watchdog = loop.create_task(self._watch_master())
         beat = loop.create_task(self._beat())
+        member = None
+        if registry is not None and node is not None:
+            member = loop.create_task(self._node_beat(registry, node))
         try:
             await self._stop.wait()
         finally:
             watchdog.cancel()
             beat.cancel()
+            if member is not None and registry is not None and node is not None:
+                member.cancel()
+                await self._leave(registry, node)
             drain = self.settings.graceful_timeout if self._graceful else 0.0
             for service in services:
                 try:
@@ -148,7 +165,8 @@ class ControlWorker:
             await server.close(
                 drain_timeout=self.settings.graceful_timeout if self._graceful else 0.0
             )
-            conn.close()
+            if conn is not None:
+                conn.close()
         log.info("control worker %s stopped", self.pid)
 
     def _request_stop(self, graceful: bool) -> None:
@@ -165,6 +183,30 @@ class ControlWorker:
         while True:
             self.heartbeat()
             await asyncio.sleep(1.0)
+
+    async def _node_beat(self, registry: NodeRegistry, node: str) -> None:
+        """Register this node in the shared backend, then refresh it every
+        ``HEARTBEAT`` seconds; an outage is logged once, and the beats go on."""
+        host = socket.gethostname()
+        failing = False
+        while True:
+            me = Node(node, self.settings.bind, host, self.master_pid, self.started, time.time())
+            try:
+                await asyncio.to_thread(registry.beat, me)
+                if failing:
+                    log.info("node %s registered again in the state backend", node)
+                failing = False
+            except HoodyError as exc:
+                if not failing:
+                    log.error("node %s: heartbeat failed: %s %s", node, exc, exc.extra)
+                failing = True
+            await asyncio.sleep(HEARTBEAT)
+
+    async def _leave(self, registry: NodeRegistry, node: str) -> None:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(registry.leave, node), 2.0)
+        except (HoodyError, TimeoutError) as exc:
+            log.warning("node %s: could not leave the registry: %s", node, exc)
 
     async def _watch_master(self) -> None:
         # If the master dies without telling us, do not linger as an orphan.

@@ -42,6 +42,7 @@ from hoodyexec.ipc.protocol import (
     WorkerMonitor,
 )
 from hoodyexec.storage import sqlite
+from hoodyexec.storage.backends import SqliteBackend, open_backend
 
 
 def load_app(
@@ -70,12 +71,15 @@ def load_app(
             home.scripts,
         )
     )
-    # Shared state lives here; an unusable file is a boot error.
-    sqlite.connect(home.db).close()
+    # Shared state lives in the backend state-url names; an unusable SQLite file is
+    # a boot error (a shared backend was checked at start, and may come back later).
+    backend = open_backend(settings.state_url, home.root)
+    if isinstance(backend, SqliteBackend):
+        sqlite.connect(backend.path).close()
     catalog = Catalog(
         home.scripts, table_for, watch=settings.inotify, default_timeout=settings.script_timeout
     )
-    shared = sqlite.SqliteStore(home.db)
+    shared = backend.store()
     executor = Executor(threads=settings.threads, threshold=settings.inline_threshold_ms / 1000.0)
     hosts = HostMap(settings.host_pattern)
     monitor = Monitor(home.scripts)

@@ -24,6 +24,7 @@ from hoodyexec.home import Home
 from hoodyexec.http.endpoint import Handler
 from hoodyexec.http.spec import Endpoint
 from hoodyexec.ipc import protocol
+from hoodyexec.storage.backends import Backend
 from hoodyexec.storage.base import SharedStore
 
 WorkerPids = Callable[[], Awaitable[list[int]]]
@@ -54,6 +55,9 @@ class Context:
     home: Home | None = None
     store: ScriptStore | None = None
     shared: SharedStore | None = None
+    # Where state lives (state-url), and this node's id in a cluster sharing it.
+    backend: Backend | None = None
+    node: str | None = None
     hosts: HostMap = field(default_factory=HostMap)
     invoke: Invoke | None = None
     broadcast: Broadcast | None = None

@@ -39,6 +39,7 @@ from hoodyexec.home import Home
 from hoodyexec.http import auth, endpoint, errors
 from hoodyexec.http.context import Ask, Broadcast, Context, Gather, Invoke, Service, WorkerPids
 from hoodyexec.ipc.bridge import WORKER_PID
+from hoodyexec.storage.backends import Backend
 from hoodyexec.storage.base import SharedStore
 
 HEALTH_PATH = auth.HEALTH_PATH
@@ -128,6 +129,8 @@ def create_management(
     expected_workers: int = 1,
     token: str | None = None,
     shared: SharedStore | None = None,
+    backend: Backend | None = None,
+    node: str | None = None,
     home: Home | None = None,
     host_pattern: str | None = None,
     invoke: Invoke | None = None,
@@ -147,6 +150,8 @@ def create_management(
         home=home,
         store=ScriptStore(home, validator=_validator()) if home is not None else None,
         shared=shared,
+        backend=backend,
+        node=node,
         hosts=HostMap(host_pattern) if host_pattern else HostMap(),
         invoke=invoke,
         broadcast=broadcast,

@@ -18,6 +18,7 @@ from hoodyexec.http import errors
 from hoodyexec.http.context import Context
 from hoodyexec.http.endpoint import FalconApp
 from hoodyexec.ipc.protocol import Invoke, InvokeResult
+from hoodyexec.storage.backends import SqliteBackend
 
 from .ledger import Claims, History
 from .registry import Entry, read_entry
@@ -47,10 +48,16 @@ class SchedulesService:
         self.home = ctx.home
         settings = ctx.settings
         self.inotify = settings.inotify if settings is not None else False
+        backend = ctx.backend
+        shared = backend.ledger(ctx.node) if backend is not None and ctx.node else None
+        claims, history = shared or (
+            Claims(backend.path if isinstance(backend, SqliteBackend) else self.home.db),
+            History(os.path.join(self.home.logs, "schedules")),
+        )
         self.scheduler = Scheduler(
             self.home.scripts,
-            Claims(self.home.db),
-            History(os.path.join(self.home.logs, "schedules")),
+            claims,
+            history,
             self._run,
             kit_started=ctx.started,
             catch_up=settings.schedule_catch_up if settings is not None else False,

@@ -10,6 +10,11 @@ process is gone (killed between claim and answer) becomes ``lost``.
 
 **History** (``<home>/logs/schedules/fires.log``): one JSON line per finished
 fire, manual triggers included, size-rotated to ``fires.log.1`` .. ``.N``.
+
+These are the SQLite backend's. With a shared backend (``state-url`` of
+PostgreSQL or Redis) the claims and the history live in the shared database
+(``storage/postgres.py``, ``storage/redisdb.py``, same ``ClaimStore`` and
+``HistoryStore`` interface): one claim per tick in the whole cluster.
 """
 
 from __future__ import annotations
@@ -20,33 +25,20 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from hoodyexec.clock import pid_alive
 from hoodyexec.storage import sqlite
+from hoodyexec.storage.cluster import Claim, ClaimStore, HistoryStore
 
 HISTORY_MAX_BYTES = 5 * 1024 * 1024
 HISTORY_BACKUPS = 5
 _encode = msgspec.json.Encoder().encode
 
 
-@dataclass(frozen=True)
-class Claim:
-    script: str
-    tick: int
-    run_id: str
-    status: str
-    owner: int
-    claimed_at: float
-    finished_at: float | None
-    duration_ms: float | None
-    error: str | None
-
-
-class Claims:
+class Claims(ClaimStore):
     """The claim table, for one process (thread-safe, one connection)."""
 
     def __init__(self, db_path: str) -> None:
@@ -155,7 +147,7 @@ class Claims:
             db.execute("DELETE FROM schedules WHERE script = ?", (script,))
 
 
-class History:
+class History(HistoryStore):
     """``fires.log``: JSON lines, rotated by size, read newest first."""
 
     def __init__(

@@ -26,17 +26,18 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from croniter import croniter
 
 from hoodyexec.clock import iso
 from hoodyexec.engine import metrics
+from hoodyexec.errors import HoodyError
 from hoodyexec.ipc.protocol import Invoke, InvokeResult
+from hoodyexec.storage.cluster import ClaimStore, HistoryStore
 
 from . import registry
-from .ledger import Claims, History
 from .registry import Entry
 
 log = logging.getLogger("hoodyexec.schedules")
@@ -73,8 +74,8 @@ class Scheduler:
     def __init__(
         self,
         scripts: str,
-        claims: Claims,
-        history: History,
+        claims: ClaimStore,
+        history: HistoryStore,
         run: RunScript,
         *,
         kit_started: float,
@@ -123,7 +124,7 @@ class Scheduler:
             if entry is None or not entry.fires:
                 del self.slots[key]
                 if entry is None:
-                    self.claims.forget(key)
+                    _safely("forget a schedule", self.claims.forget, key)
         for key, entry in found.items():
             if not entry.fires:
                 continue
@@ -131,7 +132,10 @@ class Scheduler:
             if held is not None and held.entry.expression == entry.expression:
                 held.entry = entry
                 continue
-            registered = self.claims.registered(key, entry.expression, now)
+            registered = _safely(
+                "register a schedule", self.claims.registered, key, entry.expression, now
+            )
+            registered = now if registered is None else registered
             self.slots[key] = Slot(entry, registered, next_tick(entry.expression, now))
         self._wake.set()
         return changes
@@ -143,9 +147,8 @@ class Scheduler:
     # -- running -----------------------------------------------------------------------
     async def start(self) -> None:
         self.rescan()
-        for lost in self.claims.orphans():
-            self._record_lost(lost.script, lost.tick, lost.run_id)
-        for slot, tick in self.missed(self.clock()):
+        self._sweep()
+        for slot, tick in _safely("look for missed ticks", self.missed, self.clock()) or []:
             self._spawn(self.fire(slot, tick))
         self._loop_task = asyncio.get_running_loop().create_task(self._loop())
 
@@ -196,12 +199,16 @@ class Scheduler:
                 self._spawn(self.fire(slot, tick))
             if now - last_sweep >= RESCAN_EVERY:
                 last_sweep = now
-                for lost in self.claims.orphans():
-                    self._record_lost(lost.script, lost.tick, lost.run_id)
+                self._sweep()
             until = min((s.next_due for s in self.slots.values()), default=now + MAX_SLEEP)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.0, min(MAX_SLEEP, until - now)))
+
+    def _sweep(self) -> None:
+        """Runs whose scheduler died are recorded ``lost``."""
+        for lost in _safely("look for lost runs", self.claims.orphans) or []:
+            self._record_lost(lost.script, lost.tick, lost.run_id)
 
     def _spawn(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)
@@ -209,7 +216,15 @@ class Scheduler:
         task.add_done_callback(self._tasks.discard)
 
     async def fire(self, slot: Slot, tick: int) -> dict[str, Any] | None:
-        """Claim ``tick`` of ``slot`` and run it; None when another scheduler has it."""
+        """Claim ``tick`` of ``slot`` and run it; None when another scheduler has it
+        (or the state backend cannot be reached to claim it: no claim, no run)."""
+        try:
+            return await self._fire(slot, tick)
+        except HoodyError as exc:
+            log.error("schedule %s: tick %s not fired: %s", slot.entry.key, iso(tick), _why(exc))
+            return None
+
+    async def _fire(self, slot: Slot, tick: int) -> dict[str, Any] | None:
         entry = slot.entry
         run_id = secrets.token_hex(6)
         overlapping = slot.running > 0 or self.claims.running_elsewhere(entry.key)
@@ -226,8 +241,14 @@ class Scheduler:
             outcome = await self._run(entry, run_id, "schedule", tick)
         finally:
             slot.running -= 1
-        self.claims.finish(
-            entry.key, tick, outcome["status"], outcome["durationMs"], outcome.get("error")
+        _safely(
+            "record a finished run",
+            self.claims.finish,
+            entry.key,
+            tick,
+            outcome["status"],
+            outcome["durationMs"],
+            outcome.get("error"),
         )
         slot.last = outcome
         return outcome
@@ -309,7 +330,7 @@ class Scheduler:
         }
         if error:
             entry_line["error"] = error
-        self.history.append(entry_line)
+        _safely("append to the history", self.history.append, entry_line)
         if trigger == "schedule":
             metrics.count_fire(status)
         return dict(entry_line)
@@ -365,6 +386,24 @@ class Scheduler:
                 item["error"] = "@enabled false"
             out.append(item)
         return out
+
+
+def _why(exc: HoodyError) -> str:
+    detail = exc.extra.get("detail")
+    return f"{exc.message}: {detail}" if detail else exc.message
+
+
+R = TypeVar("R")
+
+
+def _safely(what: str, fn: Callable[..., R], *args: Any) -> R | None:
+    """``fn(*args)``; a state backend that cannot be reached is logged, not fatal
+    to the scheduler (None)."""
+    try:
+        return fn(*args)
+    except HoodyError as exc:
+        log.error("scheduler: cannot %s: %s", what, _why(exc))
+        return None
 
 
 def _diff(found: dict[str, Entry], current: dict[str, Slot]) -> dict[str, list[str]]:

@@ -25,12 +25,16 @@ from . import restart
 from .schemas import DRAIN, HEALTH, RESTART, RESTART_STATUS, UNDRAIN, SystemDrain, SystemRestart
 
 Drained = Callable[[], float | None]
+# The live nodes of a cluster sharing the state backend (as JSON objects).
+Nodes = Callable[[], list[dict[str, object]]]
 
 
 class Health:
     """Health tells the truth: ``starting`` (503) until every configured request
     worker has linked once, ``draining`` (503) while taken out of rotation, else
-    ``ok`` with the live workers that answered."""
+    ``ok`` with the live workers that answered. With a shared state backend,
+    ``nodes`` lists the cluster's live nodes (``null`` and ``nodesError`` while
+    the backend cannot be reached: this node still serves)."""
 
     def __init__(
         self,
@@ -41,8 +45,10 @@ class Health:
         expected_workers: int = 1,
         drained_since: Drained | None = None,
         bind: str | None = None,
+        nodes: Nodes | None = None,
     ) -> None:
         self.bind = bind
+        self.nodes = nodes
         self.started = started
         self.master_pid = master_pid
         self.control_pid = control_pid
@@ -71,6 +77,12 @@ class Health:
         }
         if since is not None:
             body["drainingSince"] = clock.iso(since) if since else None
+        if self.nodes is not None:
+            try:
+                body["nodes"] = await asyncio.wait_for(asyncio.to_thread(self.nodes), 5.0)
+            except (HoodyError, TimeoutError) as exc:
+                body["nodes"] = None
+                body["nodesError"] = str(exc) or "state backend unavailable"
         errors.json_response(resp, body, status=200 if status == "ok" else 503)
         if status == "starting":
             resp.set_header("Retry-After", "1")
@@ -178,6 +190,17 @@ class System:
         return sum(counts) + silent
 
 
+def _nodes(ctx: Context) -> Nodes | None:
+    registry = ctx.backend.nodes() if ctx.backend is not None else None
+    if registry is None:
+        return None
+
+    def live() -> list[dict[str, object]]:
+        return [node.to_dict() for node in registry.nodes(time.time())]
+
+    return live
+
+
 def register(app: FalconApp, ctx: Context) -> None:
     files = restart.RestartFiles(ctx.home) if ctx.home is not None else None
     ctx.route(
@@ -190,6 +213,7 @@ def register(app: FalconApp, ctx: Context) -> None:
             ctx.expected_workers,
             files.drained_since if files else None,
             ctx.settings.bind if ctx.settings else None,
+            _nodes(ctx),
         ),
     )
     if files is None:
