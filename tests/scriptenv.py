@@ -59,35 +59,40 @@ class ScriptEnv:
         return self.run(go)
 
 
-def local_invoker(home: Home, *, watch: bool = True) -> Any:
-    """A request worker's ``invoke`` handler in-process (what route/test asks over the link)."""
+def local_invoker(home: Home, *, watch: bool = True, state_url: str | None = None) -> Any:
+    """A request worker's ``invoke`` handler in-process (what route/test asks over
+    the link), its shared state where ``state_url`` says (default: the home's SQLite)."""
     from hoodyexec.engine.capture import LogBook
     from hoodyexec.engine.catalog import Catalog
     from hoodyexec.engine.executor import Executor
     from hoodyexec.engine.invoke import Invoker
     from hoodyexec.http.router import table_for
     from hoodyexec.http.sink import ScriptsSink, invoke_app
-    from hoodyexec.storage.sqlite import SqliteStore as SharedStore
+    from hoodyexec.storage.backends import open_backend
 
     catalog = Catalog(home.scripts, table_for, watch=watch)
-    sink = ScriptsSink(catalog, SharedStore(home.db), LogBook(home.logs), Executor(threads=4))
+    shared = open_backend(state_url, home.root).store()
+    sink = ScriptsSink(catalog, shared, LogBook(home.logs), Executor(threads=4))
     invoker = Invoker(invoke_app(sink), catalog)
     invoker.sink = sink  # type: ignore[attr-defined] - for tests that look inside
     return invoker
 
 
-def management_app(home: Home, **kw: Any) -> Any:
+def management_app(home: Home, state_url: str | None = None, **kw: Any) -> Any:
     """The control worker's management app in-process: one live worker, shared
-    state and script runs (route/test) through an in-process worker engine."""
+    state (where ``state_url`` says, as the control worker opens it) and script
+    runs (route/test) through an in-process worker engine."""
     from hoodyexec.http.management import create_management
-    from hoodyexec.storage.sqlite import SqliteStore as SharedStore
+    from hoodyexec.storage.backends import open_backend
+    from hoodyexec.storage.cluster import node_id
 
     async def one_worker() -> list[int]:
         return [3]
 
     # The in-process worker engine has no inotify watch: like a worker on a
     # network filesystem, it learns of API writes from their Invalidate notices.
-    invoker = local_invoker(home, watch=False)
+    invoker = local_invoker(home, watch=False, state_url=state_url)
+    backend = open_backend(state_url, home.root)
 
     async def broadcast(topic: Any) -> list[int]:
         from hoodyexec.ipc.protocol import Invalidate
@@ -102,7 +107,9 @@ def management_app(home: Home, **kw: Any) -> Any:
         "control_pid": 2,
         "worker_pids": one_worker,
         "home": home,
-        "shared": SharedStore(home.db),
+        "shared": backend.store(),
+        "backend": backend,
+        "node": node_id(home.root, "in-process") if backend.shared else None,
         "invoke": _in_process(invoker),
         "broadcast": broadcast,
         "ask": _asked(invoker.catalog),
