@@ -253,3 +253,23 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_a_read_of_two_ranges_runs_in_one_snapshot(shared_url):
+    """The base's reads make one ranged read; a read that makes more is run again
+    in a snapshot (PostgreSQL: REPEATABLE READ; Redis: under WATCH) and sees
+    the rows of both ranges."""
+    from hoodyexec.storage import layout
+
+    store = open_backend(shared_url, "/nonexistent").store()
+    store.set("h", None, {"a": {"x": 1}, "b": {"y": 2}})
+
+    def two(rows):
+        a = rows.locate([], *layout.subtree(layout.encode_path(["a"])))
+        b = rows.locate([], *layout.subtree(layout.encode_path(["b"])))
+        return layout.recompose(layout.encode_path(["a"]), a), layout.recompose(
+            layout.encode_path(["b"]), b
+        )
+
+    assert store._read("h", two) == ({"x": 1}, {"y": 2})
+    store.close()
