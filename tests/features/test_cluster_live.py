@@ -154,22 +154,23 @@ TICK = "# @schedule * * * * *\nn = shared.incr('fires')\nreturn {'n': n}\n"
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(150)
 def test_a_schedule_fires_once_per_tick_in_a_cluster_of_three(make_kit, pg_url):
     kits = cluster(make_kit, pg_url, size=3, workers=1)
     for kit in kits:
         write(kit, "tick.py", TICK)
-    # Wait for two ticks to have fired (real minutes).
-    deadline = time.monotonic() + 150
+    # Wait for a tick to have fired (a real minute at most): three schedulers
+    # compete for it.
+    deadline = time.monotonic() + 90
     entries: list[dict] = []
     while time.monotonic() < deadline:
         r = kits[0].get(E + "schedules/history?limit=50")
         entries = [e for e in r.json()["entries"] if e["trigger"] == "schedule"]
-        if len(entries) >= 2:
+        if entries:
             break
-        time.sleep(1)
-    assert len(entries) >= 2, entries
-    time.sleep(2)  # a late duplicate would show up now
+        time.sleep(0.5)
+    assert entries, entries
+    time.sleep(3)  # a late duplicate would show up now
     views = [k.get(E + "schedules/history?limit=50").json()["entries"] for k in kits]
     assert all(v == views[0] for v in views)  # one history for the whole cluster
     fired = [e for e in views[0] if e["trigger"] == "schedule"]
