@@ -23,6 +23,7 @@ class ScriptEnv:
         os.makedirs(self.home.instance_dir(), exist_ok=True)
         os.makedirs(self.home.logs, exist_ok=True)
         self.settings = parse_cli(["--home", self.home.root, *flags], {})
+        self._app: Any = None  # the app of the scenario running now, if any
 
     def write(self, rel: str, text: str, instance: str = "default/1") -> Path:
         path = Path(self.home.scripts) / instance / rel
@@ -30,7 +31,15 @@ class ScriptEnv:
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(textwrap.dedent(text))
         os.replace(tmp, path)
+        self.poll()
         return path
+
+    def poll(self) -> None:
+        """Apply what inotify queued, as a worker's loop does before it reads
+        the next request from a socket: a scenario writes and then calls the
+        app in the same loop step, with no I/O step in between."""
+        if self._app is not None:
+            self._app.sink.catalog.refresh()
 
     def log(self, rel: str, instance: str = "default/1") -> str:
         name = rel[:-3] if rel.endswith(".py") else rel
@@ -44,7 +53,11 @@ class ScriptEnv:
             async with falcon.testing.ASGIConductor(app) as conductor:
                 return await scenario(conductor)
 
-        return asyncio.run(main())
+        self._app = app
+        try:
+            return asyncio.run(main())
+        finally:
+            self._app = None
 
     def get(self, path: str, **kw: Any) -> falcon.testing.Result:
         async def go(c: falcon.testing.ASGIConductor) -> Any:

@@ -631,12 +631,16 @@ def test_host_selects_instance(env):
 def test_new_changed_and_removed_files_seen_on_next_request(env):
     env.write("v.py", "return 1\n")
 
+    # In process the scenario calls the app in the loop step that changed the
+    # file: env.poll() stands for the I/O step in which a worker's loop applies
+    # inotify events before it reads the next request (env.write polls itself).
     async def go(c):
         out = [(await c.simulate_get("/v")).json]
         env.write("v.py", "return 2\n")  # atomic replace
         out.append((await c.simulate_get("/v")).json)
         with open(env.write("v.py", "return 3\n"), "w") as fh:  # in-place edit, same inode
             fh.write("return 4\n")
+        env.poll()
         out.append((await c.simulate_get("/v")).json)
         env.write("n/[id].py", "return ['dyn']\n")
         out.append((await c.simulate_get("/n/me")).json)
@@ -645,8 +649,10 @@ def test_new_changed_and_removed_files_seen_on_next_request(env):
         )  # a new static route shadows the dynamic one at once
         out.append((await c.simulate_get("/n/me")).json)
         (env.write("n/me.py", "")).unlink()
+        env.poll()
         out.append((await c.simulate_get("/n/me")).json)
         (env.write("v.py", "")).unlink()
+        env.poll()
         out.append((await c.simulate_get("/v")).status_code)
         return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -118,6 +119,62 @@ def test_rewritten_file_is_served_new_by_every_worker(kit):
     assert kit.get("/fresh").body == b"new"
     (kit.home / "scripts/default/1/fresh.py").unlink()
     assert kit.get("/fresh").status == 404
+
+
+def test_a_change_on_disk_is_seen_by_the_next_request_on_a_busy_loop(kit):
+    """The workers apply inotify events from their event loop (no poll per
+    request): a file changed on disk must still be served new by the very
+    next request, on a kept-alive connection and on new ones, while other
+    clients keep the loops busy (so the event and the request are read in
+    the same loop step)."""
+    import http.client
+    import threading
+
+    kit.wait_healthy()
+    put(kit, "hot.py", "return {'v': 0}\n")
+    stop = threading.Event()
+
+    def load() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", kit.port, timeout=10)
+        while not stop.is_set():
+            conn.request("GET", "/other")
+            conn.getresponse().read()
+
+    put(kit, "other.py", "return 1\n")
+    loaders = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+    for t in loaders:
+        t.start()
+    keep = http.client.HTTPConnection("127.0.0.1", kit.port, timeout=10)
+    path = kit.home / "scripts" / "default" / "1" / "hot.py"
+    try:
+        for version in range(1, 151):
+            if version % 3:
+                put(kit, "hot.py", f"return {{'v': {version}}}\n")  # atomic rename
+            else:
+                with open(path, "w") as fh:  # in place: same inode
+                    fh.write(f"return {{'v': {version}}}\n")
+            if version % 2:
+                keep.request("GET", "/hot")
+                got = keep.getresponse()
+                assert got.status == 200 and json.loads(got.read())["v"] == version
+            else:
+                assert kit.get("/hot").json()["v"] == version
+        # a new file answers at once and a removed one is gone at once
+        for n in range(20):
+            put(kit, f"new{n}.py", f"return {n}\n")
+            keep.request("GET", f"/new{n}")
+            got = keep.getresponse()
+            assert got.status == 200 and got.read() == str(n).encode()
+            (path.parent / f"new{n}.py").unlink()
+            keep.request("GET", f"/new{n}")
+            got = keep.getresponse()
+            got.read()
+            assert got.status == 404
+    finally:
+        stop.set()
+        for t in loaders:
+            t.join(timeout=10)
+        keep.close()
 
 
 def test_stream_first_bytes_arrive_before_the_generator_ends(kit):

@@ -1,10 +1,12 @@
 """A worker's view of the scripts tree: routers, compiled scripts, freshness.
 
-Freshness without a stale window: an inotify watch on the whole scripts tree is
-drained (one non-blocking ``read``) before every request, and the chosen file's
-identity (inode, mtime, size) is checked with one ``stat``. A change made by any
-means (the API, an editor, ``cp``) has queued its inotify event before the write
-returned, so the next request from anyone sees it. Structural changes (files or
+Freshness without a stale window: an inotify watch on the whole scripts tree
+is drained as its events arrive, by the worker's event loop (``watch_from``: a
+reader on the inotify fd), or else polled before every request. A change made
+by any means (the API, an editor, ``cp``) has queued its inotify event before
+the write returned, so the next request from anyone sees it: the loop runs
+the reader callback no later than the I/O step that reads that request, and a
+request's task starts after it (see ``watch_from``). Structural changes (files or
 folders added, removed, renamed) rebuild that instance's router; content changes
 recompile that script; a change to a private module (``_lib.py``) drops the
 instance's compiled scripts so importers reload it.
@@ -21,6 +23,7 @@ and an instance's folder is rescanned at most once every ``RESCAN`` seconds.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import importlib.util
 import logging
@@ -166,15 +169,56 @@ class Catalog:
         self.instances: dict[tuple[str, str], Instance] = {}
         self.default_timeout = default_timeout
         self.watcher: Watcher | None = None
+        # The scripts sink's per-request freshness check: the watcher's
+        # non-blocking poll (truthy when events wait), or None when there is
+        # no watch or the event loop applies the events (``watch_from``).
+        self.check: Callable[[int], Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         if watch:
             os.makedirs(self.root, exist_ok=True)
             self.watcher = Watcher(self.root)
+            self.check = self.watcher.queued
+
+    def watch_from(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Apply inotify events from ``loop`` as they arrive (a reader on the
+        inotify fd) instead of a poll before each request.
+
+        PERF: saves the per-request ``poll()`` system call (~0.8 µs in process)
+        and keeps the freshness guarantee for requests that arrive over a
+        socket: a change queues its event before the writer's call returns, so
+        before the client can send the request that follows it; when the loop
+        polls for I/O the inotify fd is ready no later than the socket, both
+        callbacks run in that step (asyncio and uvloop run every ready I/O
+        callback of a poll before the callbacks they schedule), and gunicorn's
+        protocol only parses bytes there and starts the request's task with
+        ``create_task``, which runs in a later step. Callers in the same
+        process that write and then call without going through the loop's I/O
+        step (``engine/invoke.py``, in-process tests) call ``refresh()``
+        first."""
+        watcher = self.watcher
+        if watcher is None or self._loop is not None:
+            return
+        loop.add_reader(watcher.fd, self._on_events)
+        self._loop = loop
+        self.check = None
+        self.refresh()  # what was queued before the reader
+
+    def _on_events(self) -> None:
+        try:
+            self.refresh()
+        except Exception:  # noqa: BLE001 - never leave the loop with a stale cache
+            log.exception("applying inotify events failed: everything is invalidated")
+            self.invalidate_all()
 
     def close(self) -> None:
         """Release the inotify watch (a worker's catalog lives as long as the worker)."""
         if self.watcher is not None:
+            loop, self._loop = self._loop, None
+            if loop is not None and not loop.is_closed():
+                loop.remove_reader(self.watcher.fd)
             self.watcher.close()
             self.watcher = None
+            self.check = None
 
     def existing(self, subdomain: str, exec_id: str) -> Instance | None:
         """The instance if its folder exists; never creates one for a mere name."""

@@ -61,6 +61,9 @@ class Invoker:
         return self.catalog.default_timeout / 1000.0
 
     async def __call__(self, call: Invoke) -> InvokeResult:
+        # What inotify queued: the asker may have written the script just
+        # before asking (the sink no longer polls per request in a worker).
+        self.catalog.refresh()
         inst = self.catalog.existing(call.subdomain, call.exec_id)
         if inst is None:
             raise NotFound(f"No instance {call.subdomain}/{call.exec_id}")

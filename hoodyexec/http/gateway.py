@@ -23,7 +23,7 @@ from hoodyexec.errors import HoodyError
 from hoodyexec.http import errors
 from hoodyexec.http.auth import TokenCheck
 from hoodyexec.http.endpoint import FalconApp
-from hoodyexec.http.sink import ScriptsFront
+from hoodyexec.http.sink import ScriptsFront, ScriptsSink
 from hoodyexec.ipc import client as link
 from hoodyexec.ipc.protocol import HttpRequest, Status, WorkerStatus
 
@@ -268,6 +268,8 @@ def create_gateway(
     started = time.time()
     startup = list(on_startup or [])
     shutdown = list(on_shutdown or [])
+    if isinstance(scripts, ScriptsSink):
+        startup.append(scripts.start)  # inotify applied by the loop from here on
     if link_client:
         queries: dict[link.TopicType, link.QueryHandler] = {
             Status: worker_status(pid, age, started, scripts),

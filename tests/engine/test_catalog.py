@@ -159,18 +159,23 @@ def test_symlink_outside_instance_is_not_routed_when_added_live(env, tmp_path):
     env.write("ok.py", "return 1\n")
     root = env.home.instance_dir()
 
+    # env.poll(): the I/O step in which a worker's loop applies inotify events
+    # (in process the app is called in the step that changed the files).
     async def go(c):
         assert (await c.simulate_get("/ok")).status_code == 200  # the table is live now
         os.symlink(secret, os.path.join(root, "evil.py"))
+        env.poll()
         first = (await c.simulate_get("/evil")).status_code
         # a link renamed over a routed, already compiled file takes its route away
         os.symlink(secret, os.path.join(root, ".swap"))
         os.replace(os.path.join(root, ".swap"), os.path.join(root, "ok.py"))
+        env.poll()
         second = (await c.simulate_get("/ok")).status_code
         # and a real file renamed over the link is a route again
         with open(os.path.join(root, ".real"), "w") as fh:
             fh.write("return 2\n")
         os.replace(os.path.join(root, ".real"), os.path.join(root, "ok.py"))
+        env.poll()
         third = await c.simulate_get("/ok")
         return first, second, third.status_code, third.json
 
