@@ -88,11 +88,14 @@ def _current_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
 class Watchdog:
     """Enforces execution deadlines without a timer per request.
 
-    Executions register ``task → deadline``. The watchdog thread looks at the
-    expired ones: if the loop is running that task right now (it holds the
-    loop: inline sync code, or async code that never awaits), SIGALRM makes the
-    loop thread raise ``ScriptTimeout`` in it; otherwise the task is waiting,
-    and it is cancelled from the loop (``call_soon_threadsafe``).
+    Async executions register ``task → deadline``. The watchdog thread looks at
+    the expired ones: if the loop is running that task right now (it holds the
+    loop: async code that never awaits), SIGALRM makes the loop thread raise
+    ``ScriptTimeout`` in it; otherwise the task is waiting, and it is cancelled
+    from the loop (``call_soon_threadsafe``). Inline sync code holds the loop,
+    so one runs at a time: it writes its deadline into one slot (``inline``)
+    and clears it when it returns (PERF: two stores instead of a dict insert
+    and delete); an overdue slot gets the same SIGALRM.
 
     The thread sleeps until the next moment a deadline can pass, not on a fixed
     tick: each wake-up makes it contend with the loop thread for the GIL (which
@@ -103,10 +106,11 @@ class Watchdog:
     shortest timeout seen so far, counted from that look; so the thread sleeps
     until the earliest armed deadline or that long (at least ``period``), and
     ``arm`` wakes it only for a deadline more than ``period`` before then: a
-    deadline is acted on at most ``period`` late, as with the fixed tick.
-    Under steady load it wakes once per shortest timeout (30 s by default), and
-    not at all once nothing is armed. A task holding the loop past its
-    deadline is looked at again every ``period``.
+    deadline is acted on at most ``period`` late, as with the fixed tick. An
+    inline execution wakes it only when its timeout is shorter than any seen
+    before (``shorter``). It wakes once per shortest timeout (30 s by
+    default), and not at all before anything was armed. A task holding the
+    loop past its deadline is looked at again every ``period``.
     """
 
     def __init__(
@@ -117,9 +121,11 @@ class Watchdog:
         self.hold_limit = hold_limit  # seconds past a deadline before the worker gives up
         self.deadlines: dict[asyncio.Task[Any], float] = {}
         self.expired: set[asyncio.Task[Any]] = set()
+        # Deadline (monotonic) of the inline execution holding the loop; 0.0: none.
+        self.inline = 0.0
         self._wake = threading.Event()
         self.shortest = math.inf  # shortest timeout armed so far (seconds)
-        self.arms = 0  # executions armed so far; none since the last look: sleep until one
+        self.arms = 0  # executions armed through ``arm`` so far
         self._due = math.inf  # when the thread looks next (monotonic); inf: when woken
         self._main = threading.main_thread().ident
         self._thread: threading.Thread | None = None
@@ -139,6 +145,13 @@ class Watchdog:
             self._due = deadline
             self._wake.set()
 
+    def shorter(self, timeout: float) -> None:
+        """An inline execution with a timeout shorter than any so far is about
+        to fill the slot: the thread must look again within that time."""
+        if timeout < self.shortest:
+            self.shortest = timeout
+            self._wake.set()
+
     def disarm(self, task: asyncio.Task[Any]) -> None:
         self.deadlines.pop(task, None)
         if self.expired:
@@ -149,34 +162,35 @@ class Watchdog:
         now: float,
         pending: list[tuple[asyncio.Task[Any], float]],
         due: list[asyncio.Task[Any]],
-        idle: bool,
+        inline: float = 0.0,
     ) -> float:
-        """When to look next: at the earliest deadline still ahead, and no later
-        than the shortest timeout from now (no deadline armed after this look
-        can pass sooner); every ``period`` while a task is past its deadline;
-        only when woken if nothing is armed and nothing was since the last look."""
-        nxt = math.inf if idle and not pending else now + max(self.shortest, self.period)
+        """When to look next: at the earliest deadline still ahead (the inline
+        slot's included), and no later than the shortest timeout from now (no
+        deadline armed after this look can pass sooner); every ``period``
+        while an execution is past its deadline; only when woken before
+        anything was armed."""
+        nxt = now + max(self.shortest, self.period)
         for _, d in pending:
             if now < d < nxt:
                 nxt = d
+        if inline:
+            nxt = min(nxt, inline if inline > now else now + self.period)
         if due:
             nxt = min(nxt, now + self.period)
         return nxt
 
     def _run(self) -> None:
-        seen = -1
         while True:
             self._wake.clear()
-            arms = self.arms
             now = time.monotonic()
+            inline = self.inline
             try:
                 pending = list(self.deadlines.items())
             except RuntimeError:  # resized while copying: look again
                 continue
             due = [t for t, d in pending if d <= now]
-            nxt = self._next(now, pending, due, idle=arms == seen)
+            nxt = self._next(now, pending, due, inline)
             self._due = nxt
-            seen = arms
             # An arm between the copy and the line above compared its deadline
             # with the old ``_due`` and may not have woken us; its task is in the
             # table by now (with a deadline ahead: timeouts are positive), so
@@ -186,6 +200,8 @@ class Watchdog:
                     continue
             except RuntimeError:
                 continue
+            if inline and inline <= now:
+                self._overdue_inline(now - inline)
             if due and not self._expire(due, now):
                 return  # the loop is closed
             if nxt == math.inf:
@@ -195,25 +211,35 @@ class Watchdog:
                 if wait > 0:
                     self._wake.wait(wait)
 
+    def _interrupt(self, late: float) -> None:
+        """The code holding the loop is ``late`` seconds past its deadline."""
+        if late > self.hold_limit:
+            # The script swallows every interrupt and keeps the loop: nothing
+            # else can run in this worker again. End it now so the master
+            # replaces it, instead of waiting for the heartbeat timeout with
+            # every other request frozen.
+            log.critical(
+                "a script holds the event loop %.1f s past its deadline and "
+                "ignores its timeout; ending worker %s",
+                late,
+                os.getpid(),
+            )
+            os._exit(HELD_LOOP_EXIT)
+        if self._main is not None:
+            signal.pthread_kill(self._main, signal.SIGALRM)
+
+    def _overdue_inline(self, late: float) -> None:
+        # The slot still holds the deadline read at this look: the same
+        # execution (a new one's deadline lies ahead), still holding the loop.
+        if self.inline and time.monotonic() >= self.inline:
+            self._interrupt(late)
+
     def _expire(self, due: list[asyncio.Task[Any]], now: float) -> bool:
         """Interrupt or cancel tasks past their deadline; False once the loop is closed."""
         running = _current_task(self.loop)
         for task in due:
             if task is running:
-                if now - self.deadlines.get(task, now) > self.hold_limit:
-                    # The script swallows every interrupt and keeps the loop:
-                    # nothing else can run in this worker again. End it now so
-                    # the master replaces it, instead of waiting for the
-                    # heartbeat timeout with every other request frozen.
-                    log.critical(
-                        "a script holds the event loop %.1f s past its deadline and "
-                        "ignores its timeout; ending worker %s",
-                        now - self.deadlines.get(task, now),
-                        os.getpid(),
-                    )
-                    os._exit(HELD_LOOP_EXIT)
-                if self._main is not None:
-                    signal.pthread_kill(self._main, signal.SIGALRM)
+                self._interrupt(now - self.deadlines.get(task, now))
             elif task not in self.expired:
                 self.expired.add(task)
                 try:
@@ -229,6 +255,9 @@ class Watchdog:
             self.expired.discard(task)
 
     def _on_alarm(self, signum: int, frame: Any) -> None:
+        inline = self.inline
+        if inline and time.monotonic() >= inline:
+            raise ScriptTimeout()
         task = _current_task(self.loop)
         deadline = self.deadlines.get(task) if task is not None else None
         if deadline is not None and time.monotonic() >= deadline:
@@ -426,12 +455,14 @@ class Executor:
         wd = self.watchdog
         task = _current_task(wd.loop) if wd is not None else None
         t0 = time.monotonic()
-        if task is not None and wd is not None:
-            wd.arm(task, t0 + timeout, timeout)
+        if task is not None and wd is not None:  # on the watched loop
+            if timeout < wd.shortest:
+                wd.shorter(timeout)
+            wd.inline = t0 + timeout
             try:
                 return fn(*args, **kwargs), time.monotonic() - t0
             finally:
-                wd.disarm(task)
+                wd.inline = 0.0
         return fn(*args, **kwargs), time.monotonic() - t0
 
     async def run_thread(

@@ -1,12 +1,13 @@
 """What a request worker knows about its script executions, for monitoring.
 
 Per request the sink does a dict insert when an execution starts (for inline
-code, which holds the loop, a single slot) and one ``done`` call when it ends: counters, a fixed-bucket latency histogram and the
-last 1,024 samples per script, all in plain Python objects owned by the
-worker's event loop (no lock, no syscall). The control worker gathers these
-over the link (``MonitorQuery``) and sums them; ``flush_metrics`` copies the
-increments into prometheus-client's multiprocess files once a second, off the
-request path; a daemon thread writes the stack of any execution running past
+code, which holds the loop, one store into a single slot) and appends one
+tuple's items when it ends; those are folded in batches into counters, a
+fixed-bucket latency histogram and the last 1,024 samples per script, all in
+plain Python objects owned by the worker's event loop (no lock, no syscall).
+The control worker gathers these over the link (``MonitorQuery``) and sums
+them; ``flush_metrics`` copies the increments into prometheus-client's
+multiprocess files once a second, off the request path; a daemon thread writes the stack of any execution running past
 ``slow-request-ms`` to ``slow.log``.
 """
 
@@ -24,7 +25,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from hoodyexec.engine.capture import AppendLog
@@ -38,12 +39,8 @@ _CODES: dict[object, int] = {
     f"{code} {phrase}": code
     for code, phrase in ((200, "OK"), (201, "Created"), (204, "No Content"))
 }
-# Columns of a pending record (file, mode, status, bytes, started, ended).
+# The script file of a pending record.
 _KEY = operator.itemgetter(0)
-_STATUS = operator.itemgetter(2)
-_BYTES = operator.itemgetter(3)
-_STARTED = operator.itemgetter(4)
-_ENDED = operator.itemgetter(5)
 _BUCKET = functools.partial(bisect.bisect_left, BUCKETS)
 # Executions recorded before the figures are brought up to date: small batches
 # stay in the CPU cache (and a busy loop never piles up records).
@@ -53,6 +50,14 @@ _SINK = os.path.join("hoodyexec", "http", "sink.py")
 # One in-flight execution, keyed by executionId: (script file, method, path,
 # started (time.monotonic()), task or None, mode).
 Active = tuple[str, str, str, float, Any, str]
+# The inline execution in ``Monitor.inline``: (executionId, script file,
+# method, path, started).
+Inline = tuple[str, str, str, str, float]
+# A finished execution, as the six items it adds to ``Monitor._pending`` (a
+# flat list): script file, mode, status as falcon holds it (int or "200 OK"),
+# bytes, started (``time.monotonic()``), seconds it took.
+Record = tuple[str, str, int | str, int, float, float]
+FIELDS = 6
 
 
 class Figures:
@@ -69,7 +74,8 @@ class Figures:
         "last",
         "mode",
         "offloads",
-        "samples",
+        "_recent",
+        "_recent_n",
     )
 
     def __init__(self, key: str) -> None:
@@ -83,7 +89,27 @@ class Figures:
         self.last = 0.0
         self.mode = "inline"
         self.offloads = 0
-        self.samples: collections.deque[tuple[float, float]] = collections.deque(maxlen=SAMPLES)
+        # PERF: the last samples as the batches they came in, (starts,
+        # seconds) each, at least SAMPLES of them: a batch's columns are kept
+        # by reference (no tuple per execution); ``samples`` pairs them up.
+        self._recent: collections.deque[tuple[list[float], list[float]]] = collections.deque()
+        self._recent_n = 0
+
+    def add_samples(self, starts: list[float], seconds: list[float]) -> None:
+        """A batch of executions' (start, duration), oldest first."""
+        recent = self._recent
+        recent.append((starts, seconds))
+        self._recent_n += len(seconds)
+        while self._recent_n - len(recent[0][1]) >= SAMPLES:
+            self._recent_n -= len(recent.popleft()[1])
+
+    @property
+    def samples(self) -> list[tuple[float, float]]:
+        """The last SAMPLES (end (``time.monotonic()``), seconds), oldest first."""
+        out: list[tuple[float, float]] = []
+        for starts, seconds in self._recent:
+            out.extend(zip(map(operator.add, starts, seconds), seconds, strict=True))
+        return out[-SAMPLES:]
 
     def stats(
         self, name: str, since: float | None, with_samples: bool, offset: float = 0.0
@@ -118,16 +144,19 @@ class Monitor:
         self.started = time.time()
         self.active: dict[str, Active] = {}
         # The inline execution holding the loop right now, if any: (executionId,
-        # record). PERF: inline code runs one at a time, so the sink fills this
-        # slot instead of inserting into and deleting from ``active``; only the
-        # slow-request thread can see it set (the loop is busy meanwhile).
-        self.inline: tuple[str, Active] | None = None
+        # script file, method, path, started). PERF: inline code runs one at a
+        # time, so the sink fills this slot (one flat tuple) instead of
+        # inserting into and deleting from ``active``; only the slow-request
+        # thread can see it set (the loop is busy meanwhile).
+        self.inline: Inline | None = None
         self.scripts: dict[str, Figures] = {}
         # Executions finished per second over the last minute (a ring of 60).
         self._window = [0] * 60
         self._second = 0
-        # (file, mode, status as falcon holds it: int or "200 OK", bytes, started, ended)
-        self._pending: list[tuple[str, str, int | str, int, float, float]] = []
+        # Finished executions not folded into the figures yet: ``FIELDS``
+        # items each (``Record``), one after the other. PERF: the sink extends
+        # it by one tuple; the fold takes each column as one slice.
+        self._pending: list[Any] = []
         # time.time() - time.monotonic(): a monotonic reading → wall-clock time.
         self.wall_offset = time.time() - time.monotonic()
 
@@ -141,59 +170,94 @@ class Monitor:
         self, key: str, mode: str, status: int | str, nbytes: int, started: float, ended: float
     ) -> None:
         """One execution ended (``started``/``ended``: ``time.monotonic()``).
-        PERF: only a tuple appended here (the sink inlines even that); the
-        figures are brought up to date in batches (``drain``: once a second, and
-        before any snapshot), off the request's path."""
+        PERF: only its record added here (the sink inlines even that); the
+        figures are brought up to date in batches (``drain``: every 256
+        executions, once a second, and before any snapshot), off the
+        request's path."""
         pending = self._pending
-        pending.append((key, mode, status, nbytes, started, ended))
-        if len(pending) >= BATCH:
+        pending += (key, mode, status, nbytes, started, ended - started)
+        if len(pending) >= BATCH * FIELDS:
             self.drain()
 
     def drain(self) -> None:
         """Fold the pending records into the figures. PERF: per script, whole
-        columns at a time through C-level ``map``/``Counter``/``sum``, no
-        Python statement per record."""
+        columns at a time (each one slice of the flat list, then ``sum``,
+        ``max`` and ``count`` over it), no Python statement per record in the
+        usual batch: one script, one status, every duration in one histogram
+        bucket."""
         pending, self._pending = self._pending, []
         if not pending:
             return
-        scripts = self.scripts
-        groups: Any
-        keys = set(map(_KEY, pending))
-        if len(keys) == 1:  # the usual batch: one hot script
-            groups = ((keys.pop(), pending),)
+        keys = pending[0::FIELDS]
+        n = len(keys)
+        key = keys[0]
+        if keys.count(key) == n:  # the usual batch: one hot script
+            self._fold(
+                key,
+                pending[1::FIELDS],
+                pending[2::FIELDS],
+                pending[3::FIELDS],
+                pending[4::FIELDS],
+                pending[5::FIELDS],
+            )
         else:
-            pending.sort(key=_KEY)
-            groups = ((k, list(g)) for k, g in itertools.groupby(pending, _KEY))
-        for key, records in groups:
-            f = scripts.get(key)
-            if f is None:
-                f = scripts[key] = Figures(key)
-            ends = list(map(_ENDED, records))
-            seconds = list(map(operator.sub, ends, map(_STARTED, records)))
-            statuses = collections.Counter(map(_STATUS, records))
-            for raw, n in statuses.items():
-                status = _CODES.get(raw)
-                if status is None:
-                    status = raw if type(raw) is int else int(str(raw)[:3])
-                f.statuses[status] = f.statuses.get(status, 0) + n
-                if status == 504:
-                    f.timeouts += n
-            f.requests += len(records)
-            f.bytes += sum(map(_BYTES, records))
-            f.seconds += sum(seconds)
-            buckets = f.buckets
-            for index, n in collections.Counter(map(_BUCKET, seconds)).items():
-                buckets[index] += n
-            f.last = ends[-1]
-            f.mode = records[-1][1]
-            f.samples.extend(zip(ends, seconds, strict=True))
+            records = sorted(
+                zip(*(pending[i::FIELDS] for i in range(FIELDS)), strict=True), key=_KEY
+            )
+            for key, group in itertools.groupby(records, _KEY):
+                _, modes, statuses, nbytes, starts, seconds = zip(*group, strict=True)
+                self._fold(key, modes, statuses, nbytes, list(starts), list(seconds))
         # The batch is at most a second old: it counts in the second it ended.
-        second = int(pending[-1][5] + self.wall_offset)
+        second = int(pending[-2] + pending[-1] + self.wall_offset)
         if second != self._second:
             if second < self._second:
                 return
             self._advance(second)
-        self._window[second % 60] += len(pending)
+        self._window[second % 60] += n
+
+    def _fold(
+        self,
+        key: str,
+        modes: Sequence[str],
+        statuses: Sequence[int | str],
+        nbytes: Sequence[int],
+        starts: list[float],
+        seconds: list[float],
+    ) -> None:
+        """One script's executions of a batch (columns, oldest first)."""
+        f = self.scripts.get(key)
+        if f is None:
+            f = self.scripts[key] = Figures(key)
+        n = len(seconds)
+        first = statuses[0]
+        if statuses.count(first) == n:
+            self._count(f, first, n)
+        else:
+            for raw, count in collections.Counter(statuses).items():
+                self._count(f, raw, count)
+        f.requests += n
+        f.bytes += sum(nbytes)
+        f.seconds += sum(seconds)
+        buckets = f.buckets
+        high = _BUCKET(max(seconds))
+        if high == 0 or _BUCKET(min(seconds)) == high:  # all in one bucket
+            buckets[high] += n
+        else:
+            for index, count in collections.Counter(map(_BUCKET, seconds)).items():
+                buckets[index] += count
+        f.last = starts[-1] + seconds[-1]
+        f.mode = modes[-1]
+        f.add_samples(starts, seconds)
+
+    @staticmethod
+    def _count(f: Figures, raw: int | str, n: int) -> None:
+        """``n`` executions answered ``raw`` (an int, or falcon's "200 OK")."""
+        status = _CODES.get(raw)
+        if status is None:
+            status = raw if type(raw) is int else int(str(raw)[:3])
+        f.statuses[status] = f.statuses.get(status, 0) + n
+        if status == 504:
+            f.timeouts += n
 
     def _advance(self, second: int) -> None:
         gap = min(60, second - self._second) if self._second else 60
@@ -230,7 +294,8 @@ class Monitor:
         running = list(self.active.items())
         inline = self.inline
         if inline is not None:
-            running.append(inline)
+            eid, file, method, path, started = inline
+            running.append((eid, (file, method, path, started, None, "inline")))
         return running
 
     def snapshot_active(self, stacks: bool = False) -> list[ActiveRequest]:

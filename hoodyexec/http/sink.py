@@ -15,7 +15,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
 import falcon.asgi
@@ -33,7 +33,7 @@ from hoodyexec.engine.executor import (
 )
 from hoodyexec.engine.hosts import HOST_CACHE, HostMap
 from hoodyexec.engine.invoke import INVOKE_EXECUTION, INVOKE_TARGET, KIT_TRIGGERS
-from hoodyexec.engine.monitor import BATCH, Active, Monitor
+from hoodyexec.engine.monitor import Active, Monitor
 from hoodyexec.engine.runtime import AI, Metadata, Req, Res, Shared
 from hoodyexec.engine.websocket import Sockets
 from hoodyexec.errors import HoodyError
@@ -116,13 +116,23 @@ def _stream_failure(exc: BaseException, console: Console, timeout_ms: int) -> di
 _HEX2 = tuple(f"{i:02x}" for i in range(256))
 
 
-def _execution_ids(prefix: str) -> Iterator[str]:
+def _execution_ids(prefix: str, every: Callable[[], None] | None = None) -> Iterator[str]:
     """``prefix`` + a counter in hex, at least 7 digits, from 1 (what
     ``f"{prefix}{n:07x}"`` gives). PERF: the counter's last two digits come
     from a table and the rest is formatted once per 256 ids: one string
-    concatenation per request instead of a format (~0.2 µs)."""
+    concatenation per request instead of a format (~0.2 µs).
+
+    ``every`` is called once per 256 ids: the monitor's batch fold
+    (``Monitor.drain``), so the hot path appends its record without checking
+    how many wait (at most 256 executions started since the last fold, plus
+    streams that began before it)."""
     first = True
     for high in itertools.count():
+        if every is not None and high:
+            try:
+                every()
+            except Exception:  # noqa: BLE001 - an id must come out whatever happens
+                log.exception("folding the monitor's batch failed")
         base = f"{prefix}{high:05x}"
         for low in _HEX2:
             if first:  # the counter starts at 1
@@ -182,7 +192,14 @@ class ScriptsSink:
         self._by_host: dict[bytes, tuple[Any, str, str]] = {}
         # Execution ids: 6 random hex digits of this worker, then a counter
         # (7 hex digits or more), from 1.
-        self._ids = _execution_ids(os.urandom(3).hex()).__next__
+        self._ids = _execution_ids(
+            os.urandom(3).hex(), monitor.drain if monitor is not None else None
+        ).__next__
+
+    def start(self) -> None:
+        """On the worker's event loop at startup: inotify events are applied by
+        the loop from now on, not polled per request (``Catalog.watch_from``)."""
+        self.catalog.watch_from(asyncio.get_running_loop())
 
     def next_id(self) -> str:
         """A new execution id (the hot path below makes its own inline)."""
@@ -214,11 +231,14 @@ class ScriptsSink:
         resp.execution_id = execution_id
         monitor = self.monitor
         catalog = self.catalog
-        # PERF: the freshness check (docs/scripts.md) is one poll() of the
-        # inotify fd called straight; refresh() runs only when events wait.
-        watcher = catalog.watcher
-        if watcher is not None and watcher.queued(0):
+        # PERF: the freshness check (docs/scripts.md): nothing in a worker,
+        # whose event loop applies inotify events as they arrive
+        # (Catalog.watch_from); else one poll() of the inotify fd called
+        # straight, refresh() only when events wait.
+        check = catalog.check
+        if check is not None and check(0):
             catalog.refresh()
+        watcher = catalog.watcher
         # PERF: the request's header table (bytes keys, as the server sent
         # them): a dict hit instead of a method call, and below two membership
         # tests before anything reads a body.
@@ -356,24 +376,22 @@ class ScriptsSink:
         # The task the watchdog interrupts (None before the executor started:
         # in-process tools, where plain asyncio timeouts apply).
         task = _current_tasks.get(wd.loop) if wd is not None else None
-        record: Active | None = None
         listed = False  # in monitor.active (else in the inline slot, or nowhere)
         if monitor is not None:
-            record = (
-                script.path,
-                method,
-                path,
-                started,
-                (task or asyncio.current_task()) if is_async else None,
-                run_mode,
-            )
             if run_mode == "inline":
                 # PERF: inline code holds the loop, so one runs at a time: a
-                # single slot (read by the slow-request thread) instead of a
-                # dict insert and delete per request.
-                monitor.inline = (execution_id, record)
+                # single slot (read by the slow-request thread), one flat
+                # tuple, instead of a dict insert and delete per request.
+                monitor.inline = (execution_id, script.path, method, path, started)
             else:
-                monitor.active[execution_id] = record
+                monitor.active[execution_id] = (
+                    script.path,
+                    method,
+                    path,
+                    started,
+                    (task or asyncio.current_task()) if is_async else None,
+                    run_mode,
+                )
                 listed = True
         self.inflight += 1
         token = current.set(console)
@@ -439,29 +457,29 @@ class ScriptsSink:
             elif run_mode == "thread":
                 result = await executor.run_thread(entry.fn, args, kwargs, timeout)
             else:  # inline sync: no extra coroutine on the hot path
-                # PERF: Executor.run_inline inlined (started is its t0).
+                # PERF: Executor.run_inline inlined (started is its t0): the
+                # deadline in the watchdog's inline slot, two stores.
                 if task is not None and wd is not None:
-                    wd.arm(task, started + timeout, timeout)
+                    if timeout < wd.shortest:
+                        wd.shorter(timeout)
+                    wd.inline = started + timeout
                     try:
                         result = entry.fn(*args, **kwargs)
                     finally:
-                        wd.disarm(task)
+                        wd.inline = 0.0
                 else:
                     result = entry.fn(*args, **kwargs)
                 held = _monotonic() - started
-                if record is not None:
-                    monitor.inline = None  # type: ignore[union-attr]  # record: monitor set
-                    if (type(result) is not dict and type(result) is not list) or (
-                        res is not None and res.used
-                    ):
-                        # it may go on as a stream (or run on in _render): listed
-                        monitor.active[execution_id] = record  # type: ignore[union-attr]
-                        listed = True
                 if held > executor.threshold and mode == "auto":
                     self._offload(script, held, console)
                     if monitor is not None:
                         monitor.offloaded(script.path)
+            # PERF: an inline execution stays in the monitor's slot while its
+            # answer is encoded (it still holds the loop); only the paths that
+            # may await (a stream, _render) move it to ``active`` first.
             if res is not None and (res.used or result is res):
+                if monitor is not None and not listed:
+                    listed = self._listed(monitor, execution_id, script, method, path, started)
                 streaming = await self._render(req, resp, result, res, script, console, timeout)
             elif type(result) is dict or type(result) is list:
                 try:
@@ -474,6 +492,8 @@ class ScriptsSink:
                     ) from None
                 resp.content_type = "application/json"
             else:
+                if monitor is not None and not listed:
+                    listed = self._listed(monitor, execution_id, script, method, path, started)
                 streaming = await self._value(req, resp, result, None, script, console, timeout)
         except ScriptTimeout:
             console.error(f"timed out after {magic.timeout} ms")
@@ -515,26 +535,24 @@ class ScriptsSink:
                 finish(console)
                 self.inflight -= 1
                 if monitor is not None:
-                    # PERF: Monitor.done inlined: one append, the status parsed
-                    # and the figures updated later, in batches (Monitor.drain).
+                    # PERF: Monitor.done inlined: the record's six items added
+                    # to a flat list, no count check (the id generator folds
+                    # every 256 executions), the status parsed and the figures
+                    # updated later, in batches (Monitor.drain).
                     if listed:
                         del monitor.active[execution_id]
-                    elif monitor.inline is not None:  # the inline call raised
+                    else:  # inline, in the slot
                         monitor.inline = None
                     data = resp.data
                     pending = monitor._pending
-                    pending.append(
-                        (
-                            script.path,
-                            run_mode,
-                            resp.status,
-                            len(data) if data else 0,
-                            started,
-                            _monotonic(),
-                        )
+                    pending += (
+                        script.path,
+                        run_mode,
+                        resp.status,
+                        len(data) if data else 0,
+                        started,
+                        _monotonic() - started,
                     )
-                    if len(pending) >= BATCH:
-                        monitor.drain()
                 if script.access_log:
                     status = resp.status
                     data = resp.data
@@ -551,6 +569,17 @@ class ScriptsSink:
             if forked_child():
                 leave_forked_child()
         return None
+
+    @staticmethod
+    def _listed(
+        monitor: Monitor, execution_id: str, script: Script, method: str, path: str, started: float
+    ) -> bool:
+        """Move an inline execution from the monitor's slot to ``active``: its
+        answer may await (a stream, ``_render``), and other requests run then."""
+        record: Active = (script.path, method, path, started, None, "inline")
+        monitor.active[execution_id] = record
+        monitor.inline = None
+        return True
 
     def _access(
         self,

@@ -70,3 +70,64 @@ def test_watchdog_sleeps_through_steady_load_and_still_meets_a_shorter_deadline(
     woken, took = asyncio.run(main())
     assert woken <= 2, woken
     assert 0.05 <= took < 0.5, took
+
+
+def test_inline_deadline_slot_interrupts_spinning_code_even_after_longer_timeouts():
+    """Inline code writes its deadline into the watchdog's slot (no dict, no
+    wake-up): the thread, sleeping for the shortest timeout seen so far, is
+    woken by a shorter one and interrupts the code past it; the slot is empty
+    afterwards and the next inline call runs untouched."""
+    import asyncio
+    import time as _time
+
+    from hoodyexec.engine.executor import Executor, ScriptTimeout
+
+    def spin(seconds: float) -> str:
+        end = _time.monotonic() + seconds
+        while _time.monotonic() < end:
+            pass
+        return "done"
+
+    async def main() -> list[object]:
+        ex = Executor(threads=2)
+        ex.start(asyncio.get_running_loop())
+        wd = ex.watchdog
+        assert wd is not None
+        out: list[object] = []
+        for _ in range(100):  # the thread settles on a 30 s look
+            ex.run_inline(lambda: 1, (), {}, 30.0)
+        await asyncio.sleep(0.05)
+        assert wd.inline == 0.0 and wd.shortest == 30.0
+        t0 = _time.monotonic()
+        try:
+            ex.run_inline(spin, (5.0,), {}, 0.1)
+        except ScriptTimeout:
+            out.append(("timeout", _time.monotonic() - t0))
+        assert wd.inline == 0.0 and wd.shortest == 0.1
+        out.append(ex.run_inline(spin, (0.15,), {}, 1.0)[0])  # within its own deadline
+        return out
+
+    out = asyncio.run(main())
+    kind, took = out[0]  # type: ignore[misc]
+    assert kind == "timeout" and 0.1 <= took < 0.6, took
+    assert out[1] == "done"
+
+
+def test_watchdog_ignores_a_slot_whose_code_returned_in_time():
+    """A SIGALRM landing after the inline code returned (slot cleared) raises nothing."""
+    import asyncio
+
+    from hoodyexec.engine.executor import Executor
+
+    async def main() -> None:
+        ex = Executor(threads=1)
+        ex.start(asyncio.get_running_loop())
+        wd = ex.watchdog
+        assert wd is not None
+        wd.inline = 0.0
+        wd._on_alarm(0, None)  # nothing in the slot, no task armed: no exception
+        wd.inline = 1e18  # a deadline far ahead: not overdue
+        wd._on_alarm(0, None)
+        wd.inline = 0.0
+
+    asyncio.run(main())

@@ -91,3 +91,76 @@ print(exposition().decode())
         'hoodyexec_request_duration_seconds_count{instance="default/1",script="a.py"} 4.0' in text
     )
     assert 'le="0.0025",script="a.py"} 3.0' in text
+
+
+def test_batches_fold_exactly_what_each_record_says():
+    """The batch fold (columns, fast paths for one script / one status / one
+    bucket) gives the figures a record-by-record count gives, over mixed
+    scripts, statuses and durations, and keeps the last SAMPLES samples."""
+    import random
+
+    from hoodyexec.engine.monitor import BATCH, SAMPLES
+
+    rng = random.Random(7)
+    m = Monitor("/r")
+    files = ["/r/default/1/a.py", "/r/default/1/b.py", "/r/default/2/c.py"]
+    expect: dict[str, dict] = {}
+    t = T
+    for i in range(5000):
+        # long runs of one script, one status and short durations (the fast
+        # paths), broken by other scripts, statuses and slow calls
+        file = files[0] if i % 1000 < 600 else rng.choice(files)
+        status = 200 if i % 900 < 500 else rng.choice([200, 201, 404, 500, 504, "200 OK"])
+        took = 0.0002 if i % 700 < 400 else rng.choice([0.0004, 0.003, 0.02, 0.7, 12.0, 90.0])
+        nbytes = rng.randrange(0, 5000)
+        t += 0.001
+        m.done(file, "inline" if i % 2 else "thread", status, nbytes, t, t + took)
+        e = expect.setdefault(
+            file, {"n": 0, "st": {}, "b": 0, "s": 0.0, "k": [0] * (len(BUCKETS) + 1), "x": []}
+        )
+        code = status if isinstance(status, int) else 200
+        e["n"] += 1
+        e["st"][str(code)] = e["st"].get(str(code), 0) + 1
+        e["b"] += nbytes
+        e["s"] += took
+        e["k"][sum(1 for b in BUCKETS if took > b)] += 1
+        e["x"].append(round(took * 1000.0, 3))
+        if i == 2500:
+            m.drain()  # a partial batch folded in the middle, as a snapshot does
+    assert len(m._pending) < BATCH * 6  # folded every BATCH records
+    stats = {s.key: s for s in m.snapshot_scripts(None, samples=True)}
+    assert set(stats) == {"default/1/a.py", "default/1/b.py", "default/2/c.py"}
+    for file, e in expect.items():
+        s = stats[m.name(file)]
+        assert s.requests == e["n"] and s.statuses == e["st"] and s.bytes == e["b"]
+        assert s.timeouts == e["st"].get("504", 0)
+        assert s.buckets == e["k"]
+        assert abs(s.seconds - e["s"]) < 1e-6
+        assert s.samples == e["x"][-SAMPLES:]
+    assert sum(s.requests for s in stats.values()) == 5000
+
+
+def test_the_execution_ids_fold_the_monitors_batch_every_256():
+    from hoodyexec.http.sink import _execution_ids
+
+    calls = []
+    ids = _execution_ids("abcdef", lambda: calls.append(1))
+    got = [next(ids) for _ in range(1000)]
+    assert got[0] == "abcdef0000001" and got[254] == "abcdef00000ff"
+    assert got[255] == "abcdef0000100" and len(set(got)) == 1000
+    assert len(calls) == 3  # at ids 0x100, 0x200 and 0x300
+
+    def broken() -> None:
+        raise RuntimeError("fold failed")
+
+    ids = _execution_ids("abcdef", broken)
+    assert len({next(ids) for _ in range(600)}) == 600  # ids keep coming
+
+
+def test_the_inline_slot_is_listed_as_running():
+    m = Monitor("/r")
+    m.inline = ("e1", "/r/default/1/a.py", "GET", "/a", T)
+    ((eid, record),) = m.running()
+    assert eid == "e1" and record == ("/r/default/1/a.py", "GET", "/a", T, None, "inline")
+    (active,) = m.snapshot_active()
+    assert active.execution_id == "e1" and active.mode == "inline" and active.path == "/a"
