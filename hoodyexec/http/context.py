@@ -26,6 +26,7 @@ from hoodyexec.http.spec import Endpoint
 from hoodyexec.ipc import protocol
 from hoodyexec.storage.backends import Backend
 from hoodyexec.storage.base import SharedStore
+from hoodyexec.storage.sync import ClusterBus
 
 WorkerPids = Callable[[], Awaitable[list[int]]]
 # Run a script in a request worker: (invoke request, pid to avoid) → its answer.
@@ -35,6 +36,12 @@ Gather = Callable[[protocol.Topic, float], Awaitable[list[protocol.Reply]]]
 Ask = Callable[[protocol.Topic], Awaitable[protocol.Reply]]
 # Tell every request worker (ControlServer.broadcast); the pids that applied it.
 Broadcast = Callable[[protocol.Topic], Awaitable[list[int]]]
+# A change as this node sees it now (read at once) → storing it for the other
+# nodes, awaited until they applied it (None: nothing to publish).
+Snapshot = Callable[["Scope", tuple[str, ...]], Callable[[], Awaitable[None]] | None]
+# Whether this node is ready for traffic as far as one concern goes, and what
+# health shows of it.
+Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 
 log = logging.getLogger("hoodyexec.management")
 
@@ -79,6 +86,11 @@ class Context:
     # Background work a feature runs in the control worker (the scheduler):
     # started once the control socket serves, stopped before it closes.
     services: list[Service] = field(default_factory=list)
+    # Across nodes (a shared state backend only): the notices, the cluster
+    # feature's publication of script changes, and what health waits for.
+    bus: ClusterBus | None = None
+    snapshot: Snapshot | None = None
+    readiness: dict[str, Readiness] = field(default_factory=dict)
 
     async def invalidated(self, scope: Scope, *paths: str) -> None:
         """Files of ``scope`` changed (paths relative to it; none: anything may
@@ -89,7 +101,33 @@ class Context:
         filesystems, ``inotify: false``). Several paths make one notice for the
         folder holding them all. The change is done either way, so a failure to
         tell is logged, never the caller's error.
+
+        With a shared state backend the change is also read at once (before
+        anything else can run on this loop) and stored for the other nodes;
+        this returns once they applied it too (``features/cluster``).
         """
+        publish = None
+        if self.snapshot is not None:
+            try:
+                publish = self.snapshot(scope, paths)
+            except Exception:  # noqa: BLE001 - the write itself succeeded
+                log.exception("could not read a change of %s/%s", scope.subdomain, scope.exec_id)
+        await self.tell(scope, *paths)
+        if publish is not None:
+            try:
+                await publish()
+            except Exception as exc:  # noqa: BLE001 - the write itself succeeded
+                log.error(
+                    "could not publish a change of %s/%s to the cluster: %s %s",
+                    scope.subdomain,
+                    scope.exec_id,
+                    exc,
+                    getattr(exc, "extra", ""),
+                )
+
+    async def tell(self, scope: Scope, *paths: str) -> None:
+        """This node's part of ``invalidated``: the change listeners, then every
+        request worker (also used for changes that came from other nodes)."""
         for listener in self.on_change:
             try:
                 listener(scope, paths)

@@ -20,6 +20,7 @@ from hoodyexec.engine.store import ScriptStore
 from hoodyexec.errors import MethodNotAllowed, NotFound
 from hoodyexec.features.ai import api as ai
 from hoodyexec.features.cache import api as cache
+from hoodyexec.features.cluster import api as cluster
 from hoodyexec.features.logs import api as logs
 from hoodyexec.features.magic import api as magic
 from hoodyexec.features.monitor import api as monitor
@@ -41,6 +42,7 @@ from hoodyexec.http.context import Ask, Broadcast, Context, Gather, Invoke, Serv
 from hoodyexec.ipc.bridge import WORKER_PID
 from hoodyexec.storage.backends import Backend
 from hoodyexec.storage.base import SharedStore
+from hoodyexec.storage.sync import ClusterBus
 
 HEALTH_PATH = auth.HEALTH_PATH
 
@@ -63,6 +65,7 @@ FEATURES = (
     sdk,
     user_openapi,
     openapi,
+    cluster,
 )
 
 
@@ -160,6 +163,10 @@ def create_management(
         ask=ask,
         check_dependencies=_dependency_check(),
     )
+    replica = backend.replica() if backend is not None and node is not None else None
+    if replica is not None and services is not None:  # the notices start first
+        ctx.bus = ClusterBus(replica, node or "")
+        ctx.services.append(ctx.bus)
     app = falcon.asgi.App(middleware=[TokenAuth(token)])
     errors.install(app)
     for feature in FEATURES:

@@ -25,6 +25,7 @@ from hoodyexec.errors import ConfigError
 from . import sqlite
 from .base import SharedStore
 from .cluster import ClaimStore, HistoryStore, NodeRegistry, Owners, StateUnavailable
+from .sync import Replica
 
 DEFAULT_FILE = "hoodyexec.db"
 SCHEMES = {
@@ -97,6 +98,10 @@ class Backend(ABC):
         only; ``node`` is this node's id); None: the scheduler keeps its own."""
         return None
 
+    def replica(self) -> Replica | None:
+        """Scripts, packages and their notices across nodes (shared backends only)."""
+        return None
+
     def _refuse(self, reason: object) -> ConfigError:
         return ConfigError(f"state backend {display(self.url)} is unusable: {reason}")
 
@@ -152,6 +157,11 @@ class PostgresBackend(Backend):
         owners = Owners(node, self.nodes(), clock)
         return self._mod.PostgresClaims(self.db, owners, clock), self._mod.PostgresHistory(self.db)
 
+    def replica(self) -> Replica:
+        from .pgsync import PostgresReplica
+
+        return PostgresReplica(self.db)
+
 
 class RedisBackend(Backend):
     kind = "redis"
@@ -181,6 +191,11 @@ class RedisBackend(Backend):
     ) -> tuple[ClaimStore, HistoryStore]:
         owners = Owners(node, self.nodes(), clock)
         return self._mod.RedisClaims(self.db, owners, clock), self._mod.RedisHistory(self.db)
+
+    def replica(self) -> Replica:
+        from .redissync import RedisReplica
+
+        return RedisReplica(self.db)
 
 
 def open_backend(url: str | None, home: str) -> Backend:

@@ -17,7 +17,7 @@ import falcon.asgi
 from hoodyexec import __version__, clock
 from hoodyexec.errors import ControlUnavailable, HoodyError
 from hoodyexec.http import errors
-from hoodyexec.http.context import Context, WorkerPids
+from hoodyexec.http.context import Context, Readiness, WorkerPids
 from hoodyexec.http.endpoint import FalconApp
 from hoodyexec.ipc import protocol
 
@@ -46,7 +46,9 @@ class Health:
         drained_since: Drained | None = None,
         bind: str | None = None,
         nodes: Nodes | None = None,
+        readiness: dict[str, Readiness] | None = None,
     ) -> None:
+        self.readiness = readiness if readiness is not None else {}
         self.bind = bind
         self.nodes = nodes
         self.started = started
@@ -64,6 +66,12 @@ class Health:
         self.up = self.up or len(workers) >= self.expected_workers
         since = self.drained_since() if self.drained_since else None
         status = "ok" if self.up else "starting"
+        more: dict[str, object] = {}
+        for ready in self.readiness.values():  # across nodes: in sync yet?
+            done, facts = ready()
+            more.update(facts)
+            if not done:
+                status = "starting"
         if since is not None:
             status = "draining"
         body: dict[str, object] = {
@@ -77,6 +85,7 @@ class Health:
         }
         if since is not None:
             body["drainingSince"] = clock.iso(since) if since else None
+        body.update(more)
         if self.nodes is not None:
             try:
                 body["nodes"] = await asyncio.wait_for(asyncio.to_thread(self.nodes), 5.0)
@@ -196,7 +205,15 @@ def _nodes(ctx: Context) -> Nodes | None:
         return None
 
     def live() -> list[dict[str, object]]:
-        return [node.to_dict() for node in registry.nodes(time.time())]
+        nodes = [node.to_dict() for node in registry.nodes(time.time())]
+        synced = ctx.facts.get("node-sync")  # what each node applied (features/cluster)
+        if synced is not None:
+            progress = synced()
+            for node in nodes:
+                held = progress.get(node["id"], {})
+                node["scripts"] = held.get("scripts")
+                node["lock"] = held.get("lock")
+        return nodes
 
     return live
 
@@ -214,6 +231,7 @@ def register(app: FalconApp, ctx: Context) -> None:
             files.drained_since if files else None,
             ctx.settings.bind if ctx.settings else None,
             _nodes(ctx),
+            ctx.readiness,
         ),
     )
     if files is None:
