@@ -5,6 +5,8 @@ folder stays there; the propagation time, measured."""
 
 from __future__ import annotations
 
+import os
+import signal
 import statistics
 import time
 
@@ -125,3 +127,36 @@ def test_propagation_latency(make_kit, shared_url, request):
     backend = request.node.callspec.params["shared_url"]
     print(f"\npropagation {backend}: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {took[-1]:.1f} ms")
     assert p99 < 250, took  # the goal is 50 ms; a loaded test machine gets slack
+
+
+def test_monitor_gathers_every_live_node_and_marks_the_unreachable(make_kit, pg_url):
+    a, b, c = nodes(make_kit, pg_url, 3)
+    write(a, "m.py", "return 1\n")
+    for _ in range(3):
+        assert served(b, "/m") == 1
+    for kit in (a, b, c):
+        kit.wait_healthy(predicate=lambda h: len(h.get("nodes") or []) == 3)
+    os.killpg(c.pid, signal.SIGKILL)  # gone without leaving: listed until its TTL
+    c.wait(5)
+    r = a.get(E + "monitor/stats?cluster=true", timeout=15)
+    assert r.status == 200, r.body
+    got = r.json()
+    by_bind = {n["bind"]: n for n in got["nodes"]}
+    assert set(by_bind) == {f"127.0.0.1:{k.port}" for k in (a, b, c)}
+    assert got["count"] == 3 and got["reachable"] == 2 and got["cluster"] is True
+    me, other, dead = (by_bind[f"127.0.0.1:{k.port}"] for k in (a, b, c))
+    assert me["self"] is True and me["reachable"] is True
+    assert other["reachable"] is True and other["data"]["requests"]["total"] >= 3
+    assert dead["reachable"] is False and dead["error"]
+    scripts = a.get(E + "monitor/scripts?cluster=true&limit=5").json()
+    row = next(n for n in scripts["nodes"] if n["bind"] == f"127.0.0.1:{b.port}")
+    assert row["data"]["limit"] == 5 and row["data"]["scripts"][0]["script"].endswith("m.py")
+    perf = b.request("POST", E + "monitor/script-performance?cluster=true", {}).json()
+    assert perf["reachable"] == 2 and perf["node"] != got["node"]
+    # without the flag: this node only, as before
+    assert "nodes" not in a.get(E + "monitor/stats").json()
+
+
+def test_monitor_cluster_needs_a_shared_backend(kit):
+    r = kit.get(E + "monitor/stats?cluster=true")
+    assert r.status == 400 and "shared state backend" in r.json()["error"], r.body

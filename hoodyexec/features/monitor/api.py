@@ -8,6 +8,8 @@ kit's processes' memory and CPU.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +26,7 @@ from hoodyexec.http.context import Context
 from hoodyexec.http.endpoint import FalconApp
 from hoodyexec.ipc.protocol import MonitorQuery, WorkerMonitor
 
+from . import cluster
 from .schemas import (
     ACTIVE,
     METRICS,
@@ -31,6 +34,7 @@ from .schemas import (
     SCRIPTS,
     STATS,
     ActiveQuery,
+    ClusterQuery,
     PerformanceBody,
     ScriptsQuery,
 )
@@ -61,9 +65,40 @@ class MonitorAPI:
             key=lambda w: w.pid,
         )
 
-    async def stats(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, _: None, q: None
+    async def _cluster(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, body: Any = None
     ) -> None:
+        """The same call to every live node (``?cluster=true``), each node's answer."""
+        backend = self.ctx.backend
+        registry = backend.nodes() if backend is not None else None
+        if registry is None:
+            raise BadRequest(
+                "cluster=true needs a shared state backend (state-url of PostgreSQL or Redis)",
+                field="cluster",
+            )
+        nodes = await asyncio.to_thread(registry.nodes, time.time())
+        params = {k: str(v) for k, v in req.params.items() if k != "cluster"}
+        token = self.ctx.settings.token if self.ctx.settings is not None else None
+        answers = await cluster.gather(
+            nodes, self.ctx.node, req.method, req.path, params, body, token
+        )
+        errors.json_response(
+            resp,
+            {
+                "success": True,
+                "cluster": True,
+                "node": self.ctx.node,
+                "count": len(answers),
+                "reachable": sum(1 for a in answers if a["reachable"]),
+                "nodes": answers,
+            },
+        )
+
+    async def stats(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, _: None, q: ClusterQuery
+    ) -> None:
+        if q.cluster:
+            return await self._cluster(req, resp)
         reports = await self._reports()
         sums = summed(reports)
         total = sum(s.requests for s in sums.values())
@@ -113,6 +148,8 @@ class MonitorAPI:
     async def active(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, _: None, query: ActiveQuery
     ) -> None:
+        if query.cluster:
+            return await self._cluster(req, resp)
         reports = await self._reports(MonitorQuery(stacks=query.stacks))
         items = []
         for r in reports:
@@ -138,6 +175,8 @@ class MonitorAPI:
     async def scripts(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, _: None, query: ScriptsQuery
     ) -> None:
+        if query.cluster:
+            return await self._cluster(req, resp)
         if query.sort not in SORT_KEYS:
             raise BadRequest(
                 f"unknown sort {query.sort!r} (one of {', '.join(SORT_KEYS)})", field="sort"
@@ -165,9 +204,12 @@ class MonitorAPI:
         req: falcon.asgi.Request,
         resp: falcon.asgi.Response,
         body: PerformanceBody,
-        _: None,
+        query: ClusterQuery,
     ) -> None:
         since = since_of(body.since)
+        if query.cluster:
+            sent = {"script": body.script, "since": body.since}
+            return await self._cluster(req, resp, {k: v for k, v in sent.items() if v})
         reports = await self._reports(MonitorQuery(samples=True, since=since))
         rows = []
         for key, s in sorted(summed(reports).items()):

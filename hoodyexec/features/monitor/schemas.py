@@ -7,11 +7,16 @@ from hoodyexec.http.spec import Endpoint, Fields
 E = "/api/v1/exec/monitor/"
 
 
-class ActiveQuery(Fields):
+class ClusterQuery(Fields):
+    # every live node of the cluster (a shared state backend), each its own answer
+    cluster: bool = False
+
+
+class ActiveQuery(ClusterQuery):
     stacks: bool = False
 
 
-class ScriptsQuery(Fields):
+class ScriptsQuery(ClusterQuery):
     limit: int = 100  # clamped to [1, 500]
     sort: str = "lastActivity"
 
@@ -21,7 +26,14 @@ class PerformanceBody(Fields):
     since: str | None = None
 
 
-STATS = Endpoint("GET", E + "stats", "Get Stats", "monitor")
+STATS = Endpoint(
+    "GET",
+    E + "stats",
+    "Get Stats",
+    "monitor",
+    query=ClusterQuery,
+    responses={200: "OK", 400: "cluster=true without a shared state backend"},
+)
 ACTIVE = Endpoint(
     "GET",
     E + "active-requests",
@@ -45,6 +57,7 @@ PERFORMANCE = Endpoint(
     "monitor",
     body=PerformanceBody,
     body_required=False,
+    query=ClusterQuery,
     responses={200: "OK", 400: "Bad since"},
 )
 METRICS = Endpoint(
