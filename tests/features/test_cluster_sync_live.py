@@ -13,6 +13,7 @@ import time
 import pytest
 
 from ..kit import Kit
+from ..wheels import hermetic_env, make_wheel
 
 E = "/api/v1/exec/"
 
@@ -160,3 +161,44 @@ def test_monitor_gathers_every_live_node_and_marks_the_unreachable(make_kit, pg_
 def test_monitor_cluster_needs_a_shared_backend(kit):
     r = kit.get(E + "monitor/stats?cluster=true")
     assert r.status == 400 and "shared state backend" in r.json()["error"], r.body
+
+
+@pytest.mark.slow
+def test_packages_installed_on_one_node_converge_on_every_node(make_kit, pg_url, tmp_path):
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "tinypkg", "1.0.0", {"tinypkg/__init__.py": "VALUE = 1\n"})
+    make_wheel(wheels, "tinypkg", "1.1.0", {"tinypkg/__init__.py": "VALUE = 11\n"})
+    env = hermetic_env(wheels, tmp_path / "uv-cache")
+    a, b = (make_kit(workers=1, env=env, args=["--state-url", pg_url]) for _ in range(2))
+    for kit in (a, b):
+        kit.start(wait=False)
+    for kit in (a, b):
+        kit.wait_healthy(predicate=lambda h: h.get("packages", {}).get("synced"))
+    assert a.health()["lock"] == "" == b.health()["lock"]
+    write(a, "usetiny.py", "import tinypkg\nreturn {'v': tinypkg.VALUE}\n", validate=False)
+    r = a.request("POST", E + "package/install", {"packages": ["tinypkg==1.0.0"]}, timeout=60)
+    assert r.status == 200 and r.json()["success"], r.body
+    assert served(a, "/usetiny") == {"v": 1}
+    lock = a.health()["lock"]
+    assert lock and "tinypkg==1.0.0" in (a.home / "requirements.lock").read_text()
+    health = b.wait_healthy(timeout=60, predicate=lambda h: h["lock"] == lock)
+    assert served(b, "/usetiny") == {"v": 1}  # installed on B from the lock
+    assert "tinypkg" in (b.home / "pyproject.toml").read_text()
+    assert "tinypkg==1.0.0" in (b.home / "requirements.lock").read_text()
+    health = a.wait_healthy(
+        predicate=lambda h: [n["lock"] for n in h.get("nodes") or []] == [lock, lock]
+    )
+    # an upgrade through B reaches A the same way
+    r = b.request("POST", E + "package/install", {"packages": ["tinypkg==1.1.0"]}, timeout=60)
+    assert r.status == 200 and r.json()["success"], r.body
+    lock2 = b.health()["lock"]
+    assert lock2 != lock
+    a.wait_healthy(timeout=60, predicate=lambda h: h["lock"] == lock2)
+    # (a module already imported stays until a restart, as on one node)
+    assert [p.name for p in (a.home / "packages/site").glob("tinypkg-*")] == [
+        "tinypkg-1.1.0.dist-info"
+    ]
+    # a node started late installs the lock before it is ready
+    c = make_kit(workers=1, env=env, args=["--state-url", pg_url]).start()
+    assert c.health()["lock"] == lock2 and served(c, "/usetiny") == {"v": 11}
+    assert health["status"] == "ok"

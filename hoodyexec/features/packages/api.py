@@ -24,6 +24,7 @@ from hoodyexec.http.endpoint import FalconApp
 from hoodyexec.ipc.protocol import PackagesChanged
 
 from . import project
+from .cluster import PackageSync
 from .installer import OnLine
 from .schemas import (
     BUNDLED,
@@ -78,6 +79,17 @@ class PackagesAPI:
     def __init__(self, service: PackageService) -> None:
         self.service = service
         self._running: set[asyncio.Task[dict[str, Any]]] = set()
+        # Across nodes: told after every change of packages (cluster.PackageSync).
+        self.after_change: Callable[[], Awaitable[None]] | None = None
+
+    async def _changed(self) -> None:
+        if self.after_change is not None:
+            await self.after_change()
+
+    async def _execute(self, plan: Plan, on_line: OnLine | None) -> dict[str, Any]:
+        report = await self.service.execute(plan, on_line)
+        await self._changed()
+        return report
 
     async def _respond(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, plan: Plan
@@ -86,7 +98,7 @@ class PackagesAPI:
         queue: asyncio.Queue[str] = asyncio.Queue()
         stream = "text/event-stream" in (req.get_header("Accept") or "")
         on_line: OnLine | None = queue.put_nowait if stream else None
-        task = asyncio.ensure_future(self.service.execute(plan, on_line))
+        task = asyncio.ensure_future(self._execute(plan, on_line))
         self._running.add(task)  # runs to the end even if the caller leaves
         task.add_done_callback(self._running.discard)
         if not stream:
@@ -171,6 +183,7 @@ class PackagesAPI:
             )
         proj = project.read(path)
         assert proj is not None
+        await self._changed()
         errors.json_response(resp, {"success": True, "file": "pyproject.toml", **proj.to_json()})
 
     async def read(
@@ -210,6 +223,7 @@ class PackagesAPI:
         except project.ProjectFileError as exc:
             raise BadRequest(exc.message) from None
         project.save(path, doc)
+        await self._changed()
         errors.json_response(
             resp,
             {"success": True, "file": "pyproject.toml", "changes": changes, **described.to_json()},
@@ -218,7 +232,9 @@ class PackagesAPI:
     async def pin(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, body: PackagePin, _: None
     ) -> None:
-        errors.json_response(resp, await self.service.pin(_names([str(p) for p in body.packages])))
+        report = await self.service.pin(_names([str(p) for p in body.packages]))
+        await self._changed()
+        errors.json_response(resp, report)
 
     async def compare(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, body: PackageCompare, _: None
@@ -259,11 +275,15 @@ def register(app: FalconApp, ctx: Context) -> None:
         if settings is not None
         else Options()
     )
-    api = PackagesAPI(
-        PackageService(
-            ctx.home, options, announce=_announcer(ctx), check_code=ctx.check_dependencies
-        )
+    service = PackageService(
+        ctx.home, options, announce=_announcer(ctx), check_code=ctx.check_dependencies
     )
+    api = PackagesAPI(service)
+    if ctx.bus is not None and ctx.node is not None:  # a shared state backend
+        sync = PackageSync(service, ctx.bus.replica, ctx.bus, ctx.node)
+        ctx.services.append(sync)
+        ctx.readiness["packages"] = sync.status
+        api.after_change = sync.changed
     ctx.route(CHECK, api.check)
     ctx.route(INSTALL, api.install)
     ctx.route(BUNDLED, api.bundled)
