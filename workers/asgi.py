@@ -29,9 +29,19 @@ HTTP/1 protocol (gunicorn 27) lacks against slow or lying clients.
   ``receive()`` (as gunicorn itself does to a request whose client left), so
   no handler runs on a truncated body.
 
+- **The kit's own header lines are not checked twice.** gunicorn matches
+  every response header's name and value against its token and field-value
+  patterns (two regular expressions per line, ~0.45 µs each line). The
+  scripts front's usual answer carries three lines the kit built from values
+  it knows are valid (``hoodyexec.http.scope.KitHeaders``: the execution id,
+  a content type from a fixed table, the length); their framing is read from
+  them directly. Every other header list (falcon's, a script's own headers or
+  content type) goes through gunicorn's checks as before.
+
 gunicorn has no hook for its protocol class: its worker builds
 ``ASGIProtocol(self)`` by module-level name, which the worker rebinds in its own
-process (after fork) to ``HoodyProtocol``.
+process (after fork) to ``HoodyProtocol``; the header check is rebound the same
+way.
 """
 
 from __future__ import annotations
@@ -41,10 +51,13 @@ import collections
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from gunicorn.asgi import protocol as gprotocol
 from gunicorn.asgi.parser import CallbackRequest
 from gunicorn.asgi.protocol import ASGIProtocol, BodyReceiver
 from gunicorn.workers import gasgi
 from gunicorn.workers.gasgi import ASGIWorker
+
+from hoodyexec.http.scope import KitHeaders
 
 if TYPE_CHECKING:
     from gunicorn.asgi.protocol import _BodyReceieverReceiveReturnType as BodyMessage
@@ -55,6 +68,18 @@ _EMPTY_MORE: BodyMessage = {"type": "http.request", "body": b"", "more_body": Tr
 
 # Bytes per second a request body must average, after ``timeout`` seconds of grace.
 MIN_BODY_RATE = 1024
+
+# gunicorn's response header check: (has Content-Length, its value, has
+# Transfer-Encoding), or an exception for an invalid line. Not in the stubs.
+_gunicorn_scan: Callable[[Any], tuple[bool, Any, bool]] = gprotocol._scan_response_headers  # type: ignore[attr-defined]
+
+
+def scan_response_headers(headers: Any) -> tuple[bool, Any, bool]:
+    """gunicorn's check, except for ``KitHeaders`` (PERF: lines the kit built
+    from values known to be valid: their framing, no pattern matched)."""
+    if type(headers) is KitHeaders:
+        return True, headers.content_length, False
+    return _gunicorn_scan(headers)
 
 
 class PromptBodyReceiver(BodyReceiver):
@@ -170,6 +195,7 @@ class HoodyASGIWorker(ASGIWorker):
         # After fork, in this worker process only: gunicorn has no protocol-class hook.
         # The stubs do not list gasgi's import of ASGIProtocol.
         gasgi.ASGIProtocol = HoodyProtocol  # type: ignore[attr-defined]
+        gprotocol._scan_response_headers = scan_response_headers  # type: ignore[attr-defined]
         super().init_process()
 
     # -- WebSockets on stop ------------------------------------------------------

@@ -44,6 +44,7 @@ from hoodyexec.http.scope import (
     ENCODED_TYPES,
     NO_BODY_STATUS,
     ASGIApp,
+    KitHeaders,
     Receive,
     Reply,
     Scope,
@@ -981,11 +982,21 @@ class ScriptsFront:
             # own): a body and no header but the execution id and the type.
             ctype = resp.content_type or "application/json"
             encoded = ENCODED_TYPES.get(ctype)
-            lines = [
-                (b"x-execution-id", eid.encode()),
-                (b"content-type", encoded if encoded is not None else latin1(ctype)),
-                (b"content-length", b"%d" % len(data)),
-            ]
+            lines: list[tuple[bytes, bytes]] | KitHeaders
+            if encoded is not None:  # every value known valid (scope.KitHeaders)
+                lines = KitHeaders(
+                    (
+                        (b"x-execution-id", eid.encode()),
+                        (b"content-type", encoded),
+                        (b"content-length", b"%d" % len(data)),
+                    )
+                )
+            else:  # a type the script chose: the server checks it
+                lines = [
+                    (b"x-execution-id", eid.encode()),
+                    (b"content-type", latin1(ctype)),
+                    (b"content-length", b"%d" % len(data)),
+                ]
             await send({"type": "http.response.start", "status": resp.status, "headers": lines})
             await send({"type": "http.response.body", "body": data, "more_body": False})
             return

@@ -116,3 +116,66 @@ def test_kit_paths_go_to_falcon():
         assert kit_path(path)
     for path in ("/api/v1/executor", "/openapi.jsonx", "/", "/api/v1"):
         assert not kit_path(path)
+
+
+def test_kit_header_lines_pass_gunicorns_checks_so_skipping_them_changes_nothing():
+    """KitHeaders' values are the kit's own (an execution id, a content type
+    from ENCODED_TYPES, a length): each passes gunicorn's header patterns, so
+    the worker reading their framing directly (workers/asgi.py) answers what
+    gunicorn's check would; any other list is still checked."""
+    from gunicorn.asgi import protocol as gprotocol
+    from hoodyexec.workers.asgi import scan_response_headers
+
+    from hoodyexec.http.scope import ENCODED_TYPES, KitHeaders
+    from hoodyexec.http.sink import _execution_ids
+
+    ids = _execution_ids("0a1b2c")
+    samples = [next(ids) for _ in range(300)]
+    for eid in samples[:3] + samples[-3:]:
+        for encoded in ENCODED_TYPES.values():
+            lines = KitHeaders(
+                (
+                    (b"x-execution-id", eid.encode()),
+                    (b"content-type", encoded),
+                    (b"content-length", b"123"),
+                )
+            )
+            ours = scan_response_headers(lines)
+            assert ours == gprotocol._scan_response_headers(list(lines)) == (True, b"123", False)
+    # not KitHeaders: gunicorn's check, which refuses a line that would split the answer
+    bad = [(b"content-type", b"text/plain\r\nx-evil: 1"), (b"content-length", b"1")]
+    with pytest.raises(Exception, match="content-type"):
+        scan_response_headers(bad)
+    assert scan_response_headers([(b"content-length", b"5")]) == (True, b"5", False)
+
+
+def test_scripts_front_marks_only_its_own_lines_as_kit_headers(env):
+    """The usual answer with a known type goes out as KitHeaders; a content
+    type the script chose goes out as a plain list, for gunicorn to check."""
+    from hoodyexec.workers.request import load_app
+
+    from hoodyexec.http.scope import KitHeaders
+
+    env.write("known.py", 'return {"a": 1}\n')
+    env.write("own.py", 'def handler(res):\n    return res.send("x", content_type="text/x-own")\n')
+    app = load_app(env.settings, env.home, link=False)
+
+    async def call(path: str) -> dict:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = _scope(path=path, headers=[(b"host", b"localhost")])
+        await app(scope, receive, send)
+        return sent[0]
+
+    known = asyncio.run(call("/known"))
+    own = asyncio.run(call("/own"))
+    assert type(known["headers"]) is KitHeaders
+    assert dict(known["headers"])[b"content-type"] == b"application/json"
+    assert type(own["headers"]) is list
+    assert (b"content-type", b"text/x-own") in own["headers"]
