@@ -24,7 +24,8 @@
    gunicorn (``baseline_app.raw``), and lean Falcon against it;
 7. real work against lean Falcon doing the same: a typed POST (msgspec
    Struct body), a 100 KB JSON answer, a 1 MB stream; p50/p99 latency of the
-   body-mode script, lean Falcon and the ceiling at 32 and 256 connections;
+   body-mode script, lean Falcon and the ceiling at 32 and 256 connections
+   (median of three runs each);
    worker RSS growth per 1,000 compiled scripts; compile time of a
    1,000-line script (its first answer less its second).
 
@@ -452,16 +453,23 @@ def main() -> None:
                 for name, (url, host, script) in targets.items()
             }
             results["rps_alone"] = {k: round(v) for k, v in solo.items()}
-            # p50/p99 latency alone, at 32 and 256 connections
+            # p50/p99 latency alone, at 32 and 256 connections: the median of
+            # three runs per target, the targets taking turns (one run's p99 at
+            # 256 connections spreads from ~30 to ~700 ms for every server here,
+            # the raw ASGI app included), and each run's figures
+            runs: dict[str, list[dict[str, float]]] = {}
+            for _ in range(3):
+                for conns in (32, 256):
+                    for name in ("body", "falcon_lean", "raw_asgi"):
+                        key = f"{name}_c{conns}"
+                        runs.setdefault(key, []).append(
+                            latency(wrk_bin, targets[name][0], args.seconds, conns)
+                        )
             results["latency_ms"] = {
-                f"{name}_c{conns}": latency(wrk_bin, url, args.seconds, conns)
-                for conns in (32, 256)
-                for name, url in (
-                    ("body", targets["body"][0]),
-                    ("falcon_lean", targets["falcon_lean"][0]),
-                    ("raw_asgi", targets["raw_asgi"][0]),
-                )
+                key: {q: statistics.median(r[q] for r in got if q in r) for q in ("p50", "p99")}
+                for key, got in runs.items()
             }
+            results["latency_runs_ms"] = runs
 
             # write → first invocation
             lat = []
