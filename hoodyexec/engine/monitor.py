@@ -237,11 +237,13 @@ class Monitor:
                 self._count(f, raw, count)
         f.requests += n
         f.bytes += sum(nbytes)
-        f.seconds += sum(seconds)
+        total = sum(seconds)
+        f.seconds += total
         buckets = f.buckets
-        high = _BUCKET(max(seconds))
-        if high == 0 or _BUCKET(min(seconds)) == high:  # all in one bucket
-            buckets[high] += n
+        if total <= BUCKETS[0]:  # durations are >= 0: every one is in the first bucket
+            buckets[0] += n
+        elif (high := _BUCKET(max(seconds))) == 0 or _BUCKET(min(seconds)) == high:
+            buckets[high] += n  # all in one bucket
         else:
             for index, count in collections.Counter(map(_BUCKET, seconds)).items():
                 buckets[index] += count

@@ -164,3 +164,15 @@ def test_the_inline_slot_is_listed_as_running():
     assert eid == "e1" and record == ("/r/default/1/a.py", "GET", "/a", T, None, "inline")
     (active,) = m.snapshot_active()
     assert active.execution_id == "e1" and active.mode == "inline" and active.path == "/a"
+
+
+def test_a_batch_of_microsecond_calls_lands_in_the_first_bucket_and_one_slow_call_does_not():
+    m = Monitor("/r")
+    for i in range(600):  # whole batches whose total is under the first bound
+        m.done("/r/a.py", "inline", 200, 1, T + i, T + i + 0.000002)
+    m.done("/r/a.py", "inline", 200, 1, T + 700, T + 700.3)  # with tiny ones: another bucket
+    for i in range(10):
+        m.done("/r/a.py", "inline", 200, 1, T + 800 + i, T + 800 + i + 0.000002)
+    (s,) = m.snapshot_scripts(None, samples=False)
+    assert s.requests == 611 and s.buckets[0] == 610
+    assert s.buckets[BUCKETS.index(0.5)] == 1 and sum(s.buckets) == 611
