@@ -1,8 +1,10 @@
 """Freshness: a recursive inotify watch on the scripts tree.
 
-Drained with one non-blocking ``poll()`` per request (see ``Catalog.refresh``):
-a change made by any means (the API, an editor, ``cp``) has queued its event
-before the write returned, so the next request anywhere sees it.
+Drained by the worker's event loop as events arrive (a reader on ``fd``,
+``Catalog.watch_from``), or with one non-blocking ``poll()`` per request where
+no loop reads it (see ``Catalog.refresh``): a change made by any means (the
+API, an editor, ``cp``) has queued its event before the write returned, so the
+next request anywhere sees it.
 """
 
 from __future__ import annotations
