@@ -194,3 +194,31 @@ def test_catalog_refuses_a_link_leading_outside_without_inotify(tmp_path):
     inst = catalog.instance("default", "1")
     with pytest.raises(FileNotFoundError):
         catalog.load(inst, route_for("evil.py"))
+
+
+def test_the_event_loop_applies_inotify_events_once_watching(tmp_path):
+    """watch_from: the sink's per-request poll is off (``check`` None) and the
+    loop drops a changed script in its next I/O step; close() unregisters."""
+    import asyncio
+
+    catalog, inst_dir, inst = _catalog(tmp_path)
+    (inst_dir / "v.py").write_text("return 1\n")
+    first = _load(catalog, inst, "/v")
+    assert catalog.check is not None  # not watched by a loop yet: polled per request
+
+    async def main() -> tuple[bool, bool]:
+        loop = asyncio.get_running_loop()
+        catalog.watch_from(loop)
+        assert catalog.check is None
+        (inst_dir / "v.py").write_text("return 2\n")
+        (inst_dir / "new.py").write_text("return 3\n")
+        await asyncio.sleep(0.05)  # a few loop steps: the reader ran
+        dropped = "v.py" not in inst.scripts
+        routed = inst.router.find("/new") is not None
+        catalog.close()
+        return dropped, routed
+
+    dropped, routed = asyncio.run(main())
+    assert dropped and routed
+    assert catalog.watcher is None and catalog.check is None
+    assert first.source.strip() == "return 1"
