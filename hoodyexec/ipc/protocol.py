@@ -119,7 +119,9 @@ class Describe(msgspec.Struct, tag=True, frozen=True, forbid_unknown_fields=True
     files: list[str] | None = None
 
 
-Topic = Invalidate | ClearCache | Reload | PackagesChanged | Status | MonitorQuery | Invoke | Describe
+Topic = (
+    Invalidate | ClearCache | Reload | PackagesChanged | Status | MonitorQuery | Invoke | Describe
+)
 
 
 # -- answers: what a reply carries ----------------------------------------------------
