@@ -34,6 +34,8 @@ from hoodyexec.ipc.protocol import ActiveRequest, ScriptStats
 # Upper bounds (seconds) of the latency histogram; the last bucket is +Inf.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 SAMPLES = 1024
+# Sample batches shorter than this are merged into the one before (Figures.add_samples).
+SMALL_BATCH = 128
 # falcon's status strings → codes, so a batch parses none of them.
 _CODES: dict[object, int] = {
     f"{code} {phrase}": code
@@ -96,9 +98,18 @@ class Figures:
         self._recent_n = 0
 
     def add_samples(self, starts: list[float], seconds: list[float]) -> None:
-        """A batch of executions' (start, duration), oldest first."""
+        """A batch of executions' (start, duration), oldest first (lists the
+        figures may keep and extend)."""
         recent = self._recent
-        recent.append((starts, seconds))
+        if recent and len(recent[-1][1]) < SMALL_BATCH:
+            # A script with few executions per batch (one of many busy ones):
+            # its samples join the last small pair of lists instead of adding
+            # a pair per batch (about 1,024 pairs of one-item lists otherwise).
+            last_starts, last_seconds = recent[-1]
+            last_starts += starts
+            last_seconds += seconds
+        else:
+            recent.append((starts, seconds))
         self._recent_n += len(seconds)
         while self._recent_n - len(recent[0][1]) >= SAMPLES:
             self._recent_n -= len(recent.popleft()[1])
