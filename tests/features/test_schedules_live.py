@@ -91,9 +91,12 @@ def test_exactly_one_fire_across_a_reload_and_a_killed_control_worker(make_kit):
     the master 2 s before the boundary), one whose control worker is SIGKILLed
     half a second before it. Each fires the tick exactly once."""
     plain, reloaded, killed = (make_kit().start() for _ in range(3))
-    # Choose the boundary before writing the script, with room to write it: a
-    # write just before some other boundary would otherwise fire there too.
-    boundary = _next_boundary(lead=15)
+    # The script must exist before the boundary and not before any earlier
+    # one: when the next boundary is near, let it pass first, then write.
+    boundary = _next_boundary(lead=0)
+    if boundary - time.time() < 10:
+        _sleep_until(boundary + 0.5)
+        boundary += 60
     for kit in (plain, reloaded, killed):
         write(kit, "tick.py", TICK)
     assert boundary - time.time() >= 6, "the writes took the lead time"
