@@ -19,6 +19,7 @@ import time
 import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from hoodyexec.errors import ConfigError
 
@@ -128,74 +129,80 @@ class SqliteBackend(Backend):
         return sqlite.SqliteStore(self.path)
 
 
-class PostgresBackend(Backend):
-    kind = "postgresql"
+class SharedBackend(Backend):
+    """PostgreSQL or Redis: the same parts, from that backend's module."""
+
     shared = True
 
-    def __init__(self, url: str) -> None:
-        from . import postgres
-
+    def __init__(self, url: str, kind: str, parts: SharedParts) -> None:
         super().__init__(url)
-        self._mod = postgres
-        self.db = postgres.Database(url)
+        self.kind = kind
+        self.parts = parts
 
     def check(self) -> None:
         try:
-            self._mod.check(self.url)
+            self.parts.check()
         except StateUnavailable as exc:
             raise self._refuse(exc.extra.get("detail", exc)) from None
 
     def store(self) -> SharedStore:
-        return self._mod.PostgresStore(self.db)
+        return self.parts.store()
 
     def nodes(self) -> NodeRegistry:
-        return self._mod.PostgresNodes(self.db)
+        return self.parts.nodes()
 
     def ledger(
         self, node: str, clock: Callable[[], float] = time.time
     ) -> tuple[ClaimStore, HistoryStore]:
         owners = Owners(node, self.nodes(), clock)
-        return self._mod.PostgresClaims(self.db, owners, clock), self._mod.PostgresHistory(self.db)
+        return self.parts.claims(owners, clock), self.parts.history()
 
     def replica(self) -> Replica:
-        from .pgsync import PostgresReplica
-
-        return PostgresReplica(self.db)
+        return self.parts.replica()
 
 
-class RedisBackend(Backend):
-    kind = "redis"
-    shared = True
+@dataclass(frozen=True)
+class SharedParts:
+    """How one shared backend makes each of its parts (over one connection pool)."""
 
-    def __init__(self, url: str) -> None:
-        from . import redisdb
+    check: Callable[[], object]
+    store: Callable[[], SharedStore]
+    nodes: Callable[[], NodeRegistry]
+    claims: Callable[[Owners, Callable[[], float]], ClaimStore]
+    history: Callable[[], HistoryStore]
+    replica: Callable[[], Replica]
 
-        super().__init__(url)
-        self._mod = redisdb
-        self.db = redisdb.Database(url)
 
-    def check(self) -> None:
-        try:
-            self._mod.check(self.url)
-        except StateUnavailable as exc:
-            raise self._refuse(exc.extra.get("detail", exc)) from None
+def _postgres(url: str) -> SharedBackend:
+    from . import postgres
+    from .pgsync import PostgresReplica
 
-    def store(self) -> SharedStore:
-        return self._mod.RedisStore(self.db)
+    db = postgres.Database(url)
+    parts = SharedParts(
+        check=lambda: postgres.check(url),
+        store=lambda: postgres.PostgresStore(db),
+        nodes=lambda: postgres.PostgresNodes(db),
+        claims=lambda owners, clock: postgres.PostgresClaims(db, owners, clock),
+        history=lambda: postgres.PostgresHistory(db),
+        replica=lambda: PostgresReplica(db),
+    )
+    return SharedBackend(url, "postgresql", parts)
 
-    def nodes(self) -> NodeRegistry:
-        return self._mod.RedisNodes(self.db)
 
-    def ledger(
-        self, node: str, clock: Callable[[], float] = time.time
-    ) -> tuple[ClaimStore, HistoryStore]:
-        owners = Owners(node, self.nodes(), clock)
-        return self._mod.RedisClaims(self.db, owners, clock), self._mod.RedisHistory(self.db)
+def _redis(url: str) -> SharedBackend:
+    from . import redisdb
+    from .redissync import RedisReplica
 
-    def replica(self) -> Replica:
-        from .redissync import RedisReplica
-
-        return RedisReplica(self.db)
+    db = redisdb.Database(url)
+    parts = SharedParts(
+        check=lambda: redisdb.check(url),
+        store=lambda: redisdb.RedisStore(db),
+        nodes=lambda: redisdb.RedisNodes(db),
+        claims=lambda owners, clock: redisdb.RedisClaims(db, owners, clock),
+        history=lambda: redisdb.RedisHistory(db),
+        replica=lambda: RedisReplica(db),
+    )
+    return SharedBackend(url, "redis", parts)
 
 
 def open_backend(url: str | None, home: str) -> Backend:
@@ -209,6 +216,4 @@ def open_backend(url: str | None, home: str) -> Backend:
             return SqliteBackend(url, sqlite_path(url, home))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if kind == "postgresql":
-        return PostgresBackend(url)
-    return RedisBackend(url)
+    return _postgres(url) if kind == "postgresql" else _redis(url)

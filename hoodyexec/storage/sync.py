@@ -27,11 +27,12 @@ notices to the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from hoodyexec.errors import HoodyError
@@ -237,3 +238,25 @@ class ClusterBus:
                 loop.call_soon_threadsafe(fn, *args)
             except RuntimeError:  # the loop closed meanwhile
                 pass
+
+
+async def keep_in_step(
+    wake: asyncio.Event,
+    step: Callable[[], Awaitable[None]],
+    what: str,
+    resync: float,
+    retry: float,
+) -> None:
+    """Run ``step`` whenever ``wake`` is set, and at least every ``resync``
+    seconds (a notice may be lost); after a failure, again in ``retry`` seconds.
+    The loop of every node-side follower (scripts, packages)."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), resync)
+        wake.clear()
+        try:
+            await step()
+        except HoodyError as exc:
+            log.error("%s: %s %s", what, exc, exc.extra)
+            await asyncio.sleep(retry)
+            wake.set()

@@ -45,6 +45,7 @@ from hoodyexec.storage.sync import (
     Replica,
     Upsert,
     digest,
+    keep_in_step,
 )
 
 log = logging.getLogger("hoodyexec.cluster")
@@ -126,16 +127,9 @@ class ScriptSync:
 
     # -- applying ---------------------------------------------------------------------
     async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), RESYNC)
-            self._wake.clear()
-            try:
-                await self.catch_up()
-            except HoodyError as exc:
-                log.error("cluster scripts: cannot catch up: %s %s", exc, exc.extra)
-                await asyncio.sleep(RETRY)
-                self._wake.set()
+        await keep_in_step(
+            self._wake, self.catch_up, "cluster scripts: cannot catch up", RESYNC, RETRY
+        )
 
     async def catch_up(self) -> None:
         """Apply every change stored after the last one applied; ready when done

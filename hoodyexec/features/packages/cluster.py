@@ -31,7 +31,7 @@ from packaging.utils import canonicalize_name
 
 from hoodyexec.errors import HoodyError
 from hoodyexec.files import write_atomic
-from hoodyexec.storage.sync import ClusterBus, Replica, lock_digest
+from hoodyexec.storage.sync import ClusterBus, Replica, keep_in_step, lock_digest
 
 from .service import LOCK_HEADER, PackageService
 
@@ -110,16 +110,9 @@ class PackageSync:
                 self._wake.set()
 
     async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), RESYNC)
-            self._wake.clear()
-            try:
-                await self.converge()
-            except HoodyError as exc:
-                log.error("cluster packages: cannot converge: %s %s", exc, exc.extra)
-                await asyncio.sleep(RETRY)
-                self._wake.set()
+        await keep_in_step(
+            self._wake, self.converge, "cluster packages: cannot converge", RESYNC, RETRY
+        )
 
     # -- converging -------------------------------------------------------------------
     async def converge(self) -> None:
