@@ -120,7 +120,11 @@ class Watchdog:
         self.period = period
         self.hold_limit = hold_limit  # seconds past a deadline before the worker gives up
         self.deadlines: dict[asyncio.Task[Any], float] = {}
-        self.expired: set[asyncio.Task[Any]] = set()
+        # Tasks cancelled for their deadline, with that deadline: a task may
+        # run several executions one after the other (the request worker
+        # runs a connection's requests in its task), so a cancel counts
+        # only for the execution whose deadline it was.
+        self.expired: dict[asyncio.Task[Any], float] = {}
         # Deadline (monotonic) of the inline execution holding the loop; 0.0: none.
         self.inline = 0.0
         self._wake = threading.Event()
@@ -155,13 +159,13 @@ class Watchdog:
     def disarm(self, task: asyncio.Task[Any]) -> None:
         self.deadlines.pop(task, None)
         if self.expired:
-            self.expired.discard(task)
+            self.expired.pop(task, None)
 
     def _next(
         self,
         now: float,
         pending: list[tuple[asyncio.Task[Any], float]],
-        due: list[asyncio.Task[Any]],
+        due: list[tuple[asyncio.Task[Any], float]],
         inline: float = 0.0,
     ) -> float:
         """When to look next: at the earliest deadline still ahead (the inline
@@ -188,7 +192,7 @@ class Watchdog:
                 pending = list(self.deadlines.items())
             except RuntimeError:  # resized while copying: look again
                 continue
-            due = [t for t, d in pending if d <= now]
+            due = [(t, d) for t, d in pending if d <= now]
             nxt = self._next(now, pending, due, inline)
             self._due = nxt
             # An arm between the copy and the line above compared its deadline
@@ -234,25 +238,29 @@ class Watchdog:
         if self.inline and time.monotonic() >= self.inline:
             self._interrupt(late)
 
-    def _expire(self, due: list[asyncio.Task[Any]], now: float) -> bool:
+    def _expire(self, due: list[tuple[asyncio.Task[Any], float]], now: float) -> bool:
         """Interrupt or cancel tasks past their deadline; False once the loop is closed."""
         running = _current_task(self.loop)
-        for task in due:
+        for task, deadline in due:
             if task is running:
-                self._interrupt(now - self.deadlines.get(task, now))
-            elif task not in self.expired:
-                self.expired.add(task)
+                self._interrupt(now - deadline)
+            elif self.expired.get(task) != deadline:
+                self.expired[task] = deadline
                 try:
-                    self.loop.call_soon_threadsafe(self._cancel, task)
+                    self.loop.call_soon_threadsafe(self._cancel, task, deadline)
                 except RuntimeError:  # loop closed
                     return False
         return True
 
-    def _cancel(self, task: asyncio.Task[Any]) -> None:
-        if task in self.expired and task in self.deadlines:
+    def _cancel(self, task: asyncio.Task[Any], deadline: float) -> None:
+        """In the loop: cancel ``task`` if it still runs the execution whose
+        ``deadline`` passed (not one it started since)."""
+        if self.expired.get(task) != deadline:
+            return
+        if self.deadlines.get(task) == deadline:
             task.cancel()
         else:
-            self.expired.discard(task)
+            del self.expired[task]
 
     def _on_alarm(self, signum: int, frame: Any) -> None:
         inline = self.inline
@@ -265,8 +273,8 @@ class Watchdog:
 
     def timed_out(self, task: asyncio.Task[Any]) -> bool:
         """After a CancelledError: was it our deadline? (resets the task's cancel state)"""
-        if task in self.expired:
-            self.expired.discard(task)
+        deadline = self.expired.pop(task, None)
+        if deadline is not None and deadline == self.deadlines.get(task):
             task.uncancel()
             return True
         return False

@@ -131,3 +131,42 @@ def test_watchdog_ignores_a_slot_whose_code_returned_in_time():
         wd.inline = 0.0
 
     asyncio.run(main())
+
+
+def test_a_late_cancel_does_not_hit_the_tasks_next_execution():
+    """One task runs a connection's requests one after another (workers/asgi.py):
+    a cancel the watchdog decided for an execution that ended meanwhile must not
+    land on the next one; a cancel for the execution running is a timeout."""
+    import asyncio
+    import time as _time
+
+    from hoodyexec.engine.executor import Watchdog
+
+    async def main() -> None:
+        wd = Watchdog(asyncio.get_running_loop())  # its thread not started: we act for it
+        task = asyncio.current_task()
+        assert task is not None
+        past = _time.monotonic() - 1.0
+        wd.arm(task, past, 30.0)
+        # What the thread's look does (Watchdog._expire) for a task not holding the loop.
+        loop = asyncio.get_running_loop()
+        wd.expired[task] = past
+        loop.call_soon(wd._cancel, task, past)
+        wd.disarm(task)  # ...but that execution returned first
+        wd.arm(task, _time.monotonic() + 30.0, 30.0)  # and the task started another
+        await asyncio.sleep(0.01)  # the queued cancel runs here: it must do nothing
+        assert task.cancelling() == 0
+        wd.disarm(task)
+
+        # The thread's look lands before the disarm, for the execution running: a timeout.
+        due = _time.monotonic() - 0.5
+        wd.arm(task, due, 30.0)
+        wd.expired[task] = due
+        loop.call_soon(wd._cancel, task, due)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.sleep(1)
+        assert wd.timed_out(task) is True and task.cancelling() == 0
+        wd.disarm(task)
+        assert wd.timed_out(task) is False and not wd.expired
+
+    asyncio.run(main())
