@@ -22,16 +22,30 @@ waits 50 µs, growing to 1 ms) for up to ``BUSY_TIMEOUT`` seconds before
 answering 503. The queue is held only for that transaction. A write is durable once it returns: committed to the WAL, it
 survives the process being killed (``synchronous = NORMAL``: a power loss may
 lose the last transactions, never consistency).
+
+Reads of a path are cached in each process (``ReadCache``), checked against
+the database's wal-index header: the first 96 bytes of ``<db>-shm``, which
+SQLite rewrites with every commit (its ``iChange`` counter and ``mxFrame``;
+https://www.sqlite.org/walformat.html) and keeps in two copies that match
+when it is not being written. A cached value is used only while the header
+is the one read before the value was read from the database, so any commit
+by any process since (of any table: the check is for the whole database)
+sends the next read to the database. No lock, no syscall: the file is mapped
+once per process (``_wal_index``: never closed while it exists, as SQLite's
+POSIX locks on it require), and a header read in the middle of its update
+(the two copies differ) counts as a change.
 """
 
 from __future__ import annotations
 
 import fcntl
+import mmap
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -257,6 +271,123 @@ class _Rows(Rows):
         self.conn.execute("INSERT OR IGNORE INTO shared_docs (hostname) VALUES (?)", (self.key,))
 
 
+# What the wal-index header holds: two copies of 48 bytes, first in ``<db>-shm``.
+_HEADER = 96
+# Bounds of ``ReadCache``: entries, and the size of one cached value (a
+# string's length, an object's or array's encoded JSON): at most ~4 MB.
+CACHE_ENTRIES = 1024
+CACHE_VALUE_BYTES = 4096
+_ABSENT = object()  # a cached "no value at this path"
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.decode
+
+
+# <db>-shm → (descriptor, its mapping or None), for the life of the process.
+_WAL_INDEXES: dict[str, tuple[int, mmap.mmap | None]] = {}
+_WAL_INDEXES_LOCK = threading.Lock()
+
+
+def _wal_index(db_path: str) -> mmap.mmap | None:
+    """The first bytes of ``<db>-shm``, mapped read-only, or None.
+
+    The descriptor is never closed while the file exists. SQLite's locks on
+    that file are POSIX record locks, which belong to the process: closing
+    *any* descriptor of the file drops every lock the process's connections
+    hold on it (another process then takes the file for unused and truncates
+    it, and this one dies of SIGBUS reading it). A file SQLite has removed
+    (the last connection anywhere closed) has no connection and no lock left,
+    so its descriptor is closed when a new one is mapped."""
+    shm = db_path + "-shm"
+    with _WAL_INDEXES_LOCK:
+        try:
+            inode = os.stat(shm).st_ino
+        except OSError:
+            return None
+        held = _WAL_INDEXES.get(shm)
+        if held is not None and os.fstat(held[0]).st_ino == inode:
+            return held[1]
+        for name, (fd, mapped) in list(_WAL_INDEXES.items()):
+            if os.fstat(fd).st_nlink == 0:  # removed by SQLite: nothing holds a lock on it
+                if mapped is not None:
+                    mapped.close()
+                os.close(fd)
+                del _WAL_INDEXES[name]
+        try:
+            fd = os.open(shm, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        mapped = None
+        try:
+            if os.fstat(fd).st_size >= _HEADER:
+                mapped = mmap.mmap(fd, _HEADER, mmap.MAP_SHARED, mmap.PROT_READ)
+        except (OSError, ValueError):
+            mapped = None
+        if shm in _WAL_INDEXES:  # a file made again while this process kept the old one open
+            _WAL_INDEXES[shm + "\0" + str(_WAL_INDEXES[shm][0])] = _WAL_INDEXES.pop(shm)
+        _WAL_INDEXES[shm] = (fd, mapped)
+        return mapped
+
+
+class ReadCache:
+    """The last values read per (document, path), valid while the database's
+    wal-index header is the one read before each value was (see the module's
+    docstring). Objects and arrays are kept encoded (each read gets its own
+    copy, which the caller may change); other values as they are."""
+
+    __slots__ = ("_map", "_entries")
+
+    def __init__(self) -> None:
+        self._map: mmap.mmap | None = None
+        self._entries: dict[tuple[str, str], tuple[bytes, Any]] = {}
+
+    def attach(self, db_path: str) -> None:
+        """Map the wal-index (after the process's connection read the
+        database in WAL mode); without it, nothing is cached."""
+        self.detach()
+        self._map = _wal_index(db_path)
+
+    def detach(self) -> None:
+        self._entries.clear()
+        self._map = None  # the mapping stays the process's (see _wal_index)
+
+    def mark(self) -> bytes | None:
+        """The header now, or None when it cannot vouch for anything."""
+        m = self._map
+        if m is None:
+            return None
+        try:
+            header = m[:_HEADER]
+        except ValueError:  # closed: its file is gone (_wal_index)
+            return None
+        return header if header[:48] == header[48:] else None
+
+    def lookup(self, key: str, path: str, mark: bytes) -> Any:
+        """The value cached under ``mark`` (``_ABSENT``: none there), or None."""
+        hit = self._entries.get((key, path))
+        if hit is None or hit[0] != mark:
+            return None
+        value = hit[1]
+        return _decode(value) if type(value) is bytes else value
+
+    def keep(self, key: str, path: str, mark: bytes, value: Any) -> None:
+        if type(value) is dict or type(value) is list:
+            try:
+                value = _encode(value)
+            except (TypeError, msgspec.EncodeError):
+                return
+            if len(value) > CACHE_VALUE_BYTES:
+                return
+        elif type(value) is str and len(value) > CACHE_VALUE_BYTES:
+            return
+        entries = self._entries
+        if len(entries) >= CACHE_ENTRIES and (key, path) not in entries:
+            try:
+                del entries[next(iter(entries))]  # the oldest
+            except (KeyError, RuntimeError, StopIteration):  # another thread got there first
+                pass
+        entries[(key, path)] = (mark, value)
+
+
 class SqliteStore(SharedStore):
     """The process's handle on shared state in SQLite (thread-safe): one
     connection, used by one thread at a time."""
@@ -268,6 +399,7 @@ class SqliteStore(SharedStore):
         self._writer = -1  # descriptor of the writers' queue file (flock)
         self._lock = threading.Lock()
         self._deadline = 0.0  # of the current wait for the write lock
+        self._cache = ReadCache()
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -278,15 +410,36 @@ class SqliteStore(SharedStore):
                 self.path + "-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
             )
             self._conn = conn
+            self._cache.attach(self.path)  # the connection keeps <db>-shm in place
         return self._conn
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
+                self._cache.detach()
                 self._conn.close()
                 self._conn = None
                 os.close(self._writer)
                 self._writer = -1
+
+    def get(self, key: str, path: str | None = None, default: Any = None) -> Any:
+        """PERF: a path read again while no commit happened comes from the
+        process's ``ReadCache`` (no lock, no statement, no syscall)."""
+        if not path or type(path) is not str:
+            return super().get(key, path, default)
+        if self._conn is None:
+            with self._lock:
+                self._db()  # maps the wal-index
+        cache = self._cache
+        mark = cache.mark()  # read before the database: see ReadCache
+        if mark is not None:
+            value = cache.lookup(key, path, mark)
+            if value is not None:
+                return default if value is _ABSENT else value
+        value = super().get(key, path, _ABSENT)
+        if mark is not None and value is not None:
+            cache.keep(key, path, mark, value)
+        return default if value is _ABSENT else value
 
     def _read(self, key: str, fn: Callable[[Rows], T]) -> T:
         attempt = 0

@@ -333,3 +333,129 @@ def test_two_processes_hammering_incr_never_see_a_locked_database(state_url):
     assert values == list(range(1, len(values) + 1))
     assert all(len(vals) > 50 for vals, _ in results)
     assert open_store(state_url).get("h", "n") == len(values)
+
+
+# -- the read cache (SqliteStore.get, ReadCache) ----------------------------------------
+
+
+def _no_database(store: SharedStore) -> None:
+    """Make every read of ``store`` that reaches the database fail."""
+
+    def refuse(key, fn):
+        raise AssertionError("read the database")
+
+    store._read = refuse  # type: ignore[method-assign]
+
+
+def test_a_read_again_comes_from_the_cache_until_any_commit(tmp_path):
+    db = str(tmp_path / "state.db")
+    reader, writer = SharedStore(db), SharedStore(db)
+    try:
+        writer.set("h", "n", 1)
+        writer.set("h", "obj", {"a": [1, 2.0], "b": "x"})
+        assert reader.get("h", "n") == 1 and reader.get("h", "obj")["b"] == "x"
+        assert reader.get("h", "gone", "d1") == "d1"
+        read = reader._read
+        _no_database(reader)
+        assert reader.get("h", "n") == 1  # cached: the database was not read
+        assert reader.get("h", "gone", "d2") == "d2"  # a cached absence, the caller's default
+        first = reader.get("h", "obj")
+        first["a"].append(3)  # the caller's copy: the cache keeps its own
+        again = reader.get("h", "obj")
+        assert again == {"a": [1, 2.0], "b": "x"} and type(again["a"][1]) is float
+        reader._read = read  # type: ignore[method-assign]
+        # A commit by another connection (another process, as well) of any path
+        # or table makes the next read go to the database.
+        writer.incr("other", "x")
+        _no_database(reader)
+        with pytest.raises(AssertionError, match="read the database"):
+            reader.get("h", "n")
+        reader._read = read  # type: ignore[method-assign]
+        writer.set("h", "n", 2)
+        assert reader.get("h", "n") == 2
+        writer.delete("h", "gone")  # a write that changes nothing still commits
+        writer.set("h", "gone", 5)
+        assert reader.get("h", "gone", "d3") == 5
+        # the reader's own write, too
+        reader.set("h", "n", 3)
+        assert reader.get("h", "n") == 3
+    finally:
+        reader.close()
+        writer.close()
+
+
+def _proc_set(db: str, value: int) -> None:
+    store = SharedStore(db)
+    store.set("h", "n", value)
+    store.close()
+
+
+def test_a_write_by_another_process_is_read_at_once(tmp_path):
+    db = str(tmp_path / "state.db")
+    store = SharedStore(db)
+    try:
+        store.set("h", "n", 0)
+        ctx = multiprocessing.get_context("spawn")
+        for value in (1, 2, 3):
+            assert store.get("h", "n") == value - 1
+            p = ctx.Process(target=_proc_set, args=(db, value))
+            p.start()
+            p.join(60)
+            assert p.exitcode == 0
+            assert store.get("h", "n") == value
+    finally:
+        store.close()
+
+
+def test_the_read_cache_is_bounded_and_vouches_only_for_a_whole_header(tmp_path):
+    from hoodyexec.storage import sqlite as backend
+
+    db = str(tmp_path / "state.db")
+    store = SharedStore(db)
+    try:
+        store.set("h", "k", {f"k{i}": i for i in range(backend.CACHE_ENTRIES + 50)})
+        store.set("h", "big", "x" * (backend.CACHE_VALUE_BYTES + 1))
+        store.set("h", "list", list(range(2000)))  # over the size bound once encoded
+        for i in range(backend.CACHE_ENTRIES + 50):
+            assert store.get("h", f"k.k{i}") == i
+        assert len(store._cache._entries) == backend.CACHE_ENTRIES
+        assert ("h", "k.k0") not in store._cache._entries  # the oldest went first
+        assert store.get("h", "big") == "x" * (backend.CACHE_VALUE_BYTES + 1)
+        assert store.get("h", "list") == list(range(2000))
+        assert ("h", "big") not in store._cache._entries
+        assert ("h", "list") not in store._cache._entries
+        cache = store._cache
+        assert cache.mark() is not None
+        header = cache._map[:96]
+        # The two copies differ while SQLite rewrites the header: no answer from the cache.
+        cache._map.close()
+        cache._map = header[:48] + bytes(48)  # type: ignore[assignment]
+        assert cache.mark() is None
+        cache._map = None
+        assert store.get("h", "k.k1") == 1  # no mapping: every read from the database
+    finally:
+        store._cache._map = None
+        store.close()
+
+
+def test_the_read_cache_follows_a_wal_index_made_again(tmp_path):
+    """When every connection closed, SQLite removed ``<db>-shm``; the next one
+    makes a new file, and a store that reopens reads through the new one (the
+    old mapping would never change again)."""
+    import os
+
+    db = str(tmp_path / "state.db")
+    a = SharedStore(db)
+    a.set("h", "n", 1)
+    assert a.get("h", "n") == 1
+    a.close()
+    assert not os.path.exists(db + "-shm")  # the last connection removed it
+    b = SharedStore(db)
+    try:
+        b.set("h", "n", 2)
+        assert a.get("h", "n") == 2  # a reopened: its cache reads the new file
+        b.set("h", "n", 3)
+        assert a.get("h", "n") == 3
+    finally:
+        a.close()
+        b.close()
