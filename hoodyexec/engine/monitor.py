@@ -155,11 +155,13 @@ class Monitor:
         self.started = time.time()
         self.active: dict[str, Active] = {}
         # The inline execution holding the loop right now, if any: (executionId,
-        # script file, method, path, started). PERF: inline code runs one at a
-        # time, so the sink fills this slot (one flat tuple) instead of
-        # inserting into and deleting from ``active``; only the slow-request
-        # thread can see it set (the loop is busy meanwhile).
+        # script file, method, path, started). PERF: the sink records nothing
+        # per request for it: ``inline_probe`` (set by the sink) finds it in
+        # the loop thread's frames when asked. Only another thread can see one
+        # (the slow-request thread: the loop is busy meanwhile). ``inline`` is
+        # a slot for callers without a probe.
         self.inline: Inline | None = None
+        self.inline_probe: Callable[[], Inline | None] | None = None
         self.scripts: dict[str, Figures] = {}
         # Executions finished per second over the last minute (a ring of 60).
         self._window = [0] * 60
@@ -306,7 +308,10 @@ class Monitor:
         call from another thread)."""
         running = list(self.active.items())
         inline = self.inline
-        if inline is not None:
+        probe = self.inline_probe
+        if inline is None and probe is not None:
+            inline = probe()
+        if inline is not None and inline[0] not in self.active:
             eid, file, method, path, started = inline
             running.append((eid, (file, method, path, started, None, "inline")))
         return running
