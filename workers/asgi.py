@@ -181,8 +181,9 @@ class HoodyProtocol(ASGIProtocol):
         after its response (Starlette's background tasks) while the next
         request on the connection is served; the kit's apps finish with their
         response, and the task, the future and the two extra turns of the
-        event loop cost more than the trivial script itself (a duel against
-        lean Falcon went from 0.93x to 1.1x). What the task gave stays: a
+        event loop cost more than the trivial script itself (against lean
+        Falcon in ``make bench``: 0.93x before, 1.01-1.05x after). What the
+        task gave stays: a
         client that goes away still cancels the call (gunicorn cancels the
         connection's task), the keepalive answer is the same, and a
         ``post_request`` hook (the only one that needs the call's task) keeps
