@@ -52,7 +52,7 @@ _SINK = os.path.join("hoodyexec", "http", "sink.py")
 # One in-flight execution, keyed by executionId: (script file, method, path,
 # started (time.monotonic()), task or None, mode).
 Active = tuple[str, str, str, float, Any, str]
-# The inline execution in ``Monitor.inline``: (executionId, script file,
+# The inline execution ``Monitor.inline_probe`` finds: (executionId, script file,
 # method, path, started).
 Inline = tuple[str, str, str, str, float]
 # A finished execution, as the six items it adds to ``Monitor._pending`` (a
@@ -154,13 +154,11 @@ class Monitor:
         self.root = root
         self.started = time.time()
         self.active: dict[str, Active] = {}
-        # The inline execution holding the loop right now, if any: (executionId,
-        # script file, method, path, started). PERF: the sink records nothing
-        # per request for it: ``inline_probe`` (set by the sink) finds it in
-        # the loop thread's frames when asked. Only another thread can see one
-        # (the slow-request thread: the loop is busy meanwhile). ``inline`` is
-        # a slot for callers without a probe.
-        self.inline: Inline | None = None
+        # Finds the inline execution holding the loop right now, if any:
+        # (executionId, script file, method, path, started). PERF: the sink
+        # records nothing per request for it; the probe it sets here reads it
+        # from the loop thread's frames when asked. Only another thread can
+        # see one (the slow-request log: the loop is busy meanwhile).
         self.inline_probe: Callable[[], Inline | None] | None = None
         self.scripts: dict[str, Figures] = {}
         # Executions finished per second over the last minute (a ring of 60).
@@ -307,10 +305,8 @@ class Monitor:
         """Every execution in flight: ``active`` and the inline slot (safe to
         call from another thread)."""
         running = list(self.active.items())
-        inline = self.inline
         probe = self.inline_probe
-        if inline is None and probe is not None:
-            inline = probe()
+        inline = probe() if probe is not None else None
         if inline is not None and inline[0] not in self.active:
             eid, file, method, path, started = inline
             running.append((eid, (file, method, path, started, None, "inline")))

@@ -278,8 +278,6 @@ _HEADER = 96
 CACHE_ENTRIES = 1024
 CACHE_VALUE_BYTES = 4096
 _ABSENT = object()  # a cached "no value at this path"
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.decode
 
 
 # <db>-shm → (descriptor, its mapping or None), for the life of the process.
@@ -367,12 +365,12 @@ class ReadCache:
         if hit is None or hit[0] != mark:
             return None
         value = hit[1]
-        return _decode(value) if type(value) is bytes else value
+        return layout.decode_value(value) if type(value) is bytes else value
 
     def keep(self, key: str, path: str, mark: bytes, value: Any) -> None:
         if type(value) is dict or type(value) is list:
             try:
-                value = _encode(value)
+                value = layout.encode_value(value)
             except (TypeError, msgspec.EncodeError):
                 return
             if len(value) > CACHE_VALUE_BYTES:

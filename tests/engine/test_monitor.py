@@ -157,9 +157,9 @@ def test_the_execution_ids_fold_the_monitors_batch_every_256():
     assert len({next(ids) for _ in range(600)}) == 600  # ids keep coming
 
 
-def test_the_inline_slot_is_listed_as_running():
+def test_the_inline_execution_the_probe_finds_is_listed_as_running():
     m = Monitor("/r")
-    m.inline = ("e1", "/r/default/1/a.py", "GET", "/a", T)
+    m.inline_probe = lambda: ("e1", "/r/default/1/a.py", "GET", "/a", T)
     ((eid, record),) = m.running()
     assert eid == "e1" and record == ("/r/default/1/a.py", "GET", "/a", T, None, "inline")
     (active,) = m.snapshot_active()
