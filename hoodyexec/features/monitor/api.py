@@ -182,10 +182,13 @@ class MonitorAPI:
                 f"unknown sort {query.sort!r} (one of {', '.join(SORT_KEYS)})", field="sort"
             )
         limit = max(1, min(500, query.limit))
-        rows = [s.row() for s in summed(await self._reports()).values()]
+        sums = list(summed(await self._reports()).values())
         if query.sort == "lastActivity":
-            rows.sort(key=lambda r: r["lastActivity"] or "", reverse=True)
-        else:
+            # The time itself: the ISO string is rounded to the millisecond, and
+            # two scripts answered within one millisecond would tie.
+            sums.sort(key=lambda s: s.last, reverse=True)
+        rows = [s.row() for s in sums]
+        if query.sort != "lastActivity":
             rows.sort(key=lambda r: r[query.sort], reverse=True)
         errors.json_response(
             resp,
