@@ -13,6 +13,7 @@ multiprocess files once a second, off the request path; a daemon thread writes t
 
 from __future__ import annotations
 
+import array
 import asyncio
 import bisect
 import collections
@@ -21,6 +22,7 @@ import itertools
 import json
 import operator
 import os
+import struct
 import sys
 import threading
 import time
@@ -44,6 +46,7 @@ _CODES: dict[object, int] = {
 # The script file of a pending record.
 _KEY = operator.itemgetter(0)
 _BUCKET = functools.partial(bisect.bisect_left, BUCKETS)
+_pack = struct.pack
 # Executions recorded before the figures are brought up to date: small batches
 # stay in the CPU cache (and a busy loop never piles up records).
 BATCH = 256
@@ -92,25 +95,34 @@ class Figures:
         self.mode = "inline"
         self.offloads = 0
         # PERF: the last samples as the batches they came in, (starts,
-        # seconds) each, at least SAMPLES of them: a batch's columns are kept
-        # by reference (no tuple per execution); ``samples`` pairs them up.
-        self._recent: collections.deque[tuple[list[float], list[float]]] = collections.deque()
+        # seconds) each, at least SAMPLES of them, as arrays of C doubles
+        # (no tuple per execution); ``samples`` pairs them up. Keeping the
+        # batch's float objects instead (~2,500 alive at any time, each freed
+        # a thousand executions after it was made) made every allocation of
+        # the request path slower: pymalloc's pools went cold (about 0.3 us
+        # per request under load, a third of what monitoring cost).
+        self._recent: collections.deque[tuple[array.array[float], array.array[float]]] = (
+            collections.deque()
+        )
         self._recent_n = 0
 
-    def add_samples(self, starts: list[float], seconds: list[float]) -> None:
-        """A batch of executions' (start, duration), oldest first (lists the
-        figures may keep and extend)."""
+    def add_samples(self, starts: Sequence[float], seconds: Sequence[float]) -> None:
+        """A batch of executions' (start, duration), oldest first (copied)."""
         recent = self._recent
+        n = len(seconds)
+        packed_starts = _pack(f"{n}d", *starts)
+        packed_seconds = _pack(f"{n}d", *seconds)
         if recent and len(recent[-1][1]) < SMALL_BATCH:
             # A script with few executions per batch (one of many busy ones):
-            # its samples join the last small pair of lists instead of adding
-            # a pair per batch (about 1,024 pairs of one-item lists otherwise).
+            # its samples join the last small pair of arrays instead of adding
+            # a pair per batch (about 1,024 pairs of one-item arrays otherwise).
             last_starts, last_seconds = recent[-1]
-            last_starts += starts
-            last_seconds += seconds
         else:
-            recent.append((starts, seconds))
-        self._recent_n += len(seconds)
+            last_starts, last_seconds = array.array("d"), array.array("d")
+            recent.append((last_starts, last_seconds))
+        last_starts.frombytes(packed_starts)
+        last_seconds.frombytes(packed_seconds)
+        self._recent_n += n
         while self._recent_n - len(recent[0][1]) >= SAMPLES:
             self._recent_n -= len(recent.popleft()[1])
 
@@ -217,7 +229,7 @@ class Monitor:
             )
             for key, group in itertools.groupby(records, _KEY):
                 _, modes, statuses, nbytes, starts, seconds = zip(*group, strict=True)
-                self._fold(key, modes, statuses, nbytes, list(starts), list(seconds))
+                self._fold(key, modes, statuses, nbytes, starts, seconds)
         # The batch is at most a second old: it counts in the second it ended.
         second = int(pending[-2] + pending[-1] + self.wall_offset)
         if second != self._second:
@@ -232,8 +244,8 @@ class Monitor:
         modes: Sequence[str],
         statuses: Sequence[int | str],
         nbytes: Sequence[int],
-        starts: list[float],
-        seconds: list[float],
+        starts: Sequence[float],
+        seconds: Sequence[float],
     ) -> None:
         """One script's executions of a batch (columns, oldest first)."""
         f = self.scripts.get(key)

@@ -176,3 +176,24 @@ def test_a_batch_of_microsecond_calls_lands_in_the_first_bucket_and_one_slow_cal
     (s,) = m.snapshot_scripts(None, samples=False)
     assert s.requests == 611 and s.buckets[0] == 610
     assert s.buckets[BUCKETS.index(0.5)] == 1 and sum(s.buckets) == 611
+
+
+def test_samples_are_kept_as_doubles_not_float_objects():
+    """PERF: a script's last samples are arrays of C doubles (16 bytes per
+    sample); no float object of a folded batch outlives the fold."""
+    import array
+    import gc
+
+    from hoodyexec.engine.monitor import SAMPLES
+
+    m = Monitor("/r")
+    for i in range(3000):
+        m.done("/r/a.py", "inline", 200, 1, T + i, T + i + 0.000123)
+    m.drain()
+    (f,) = m.scripts.values()
+    kept = [column for pair in f._recent for column in pair]
+    assert kept and all(type(c) is array.array and c.typecode == "d" for c in kept)
+    assert not any(type(x) is float for c in kept for x in gc.get_referents(c))
+    assert SAMPLES <= sum(len(c) for c in kept) // 2 < 2 * SAMPLES
+    (s,) = m.snapshot_scripts(None, samples=True)
+    assert len(s.samples) == SAMPLES and set(s.samples) == {0.123}
