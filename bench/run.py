@@ -35,6 +35,14 @@
 
 Server processes are pinned to CPU 0 and wrk to CPU 1 (when there are two or
 more CPUs) to cut the noise of a shared machine.
+
+Every duel also reads the CPU time each server (all its processes and
+threads) used, from the kernel's per-thread accounting: nanoseconds per
+request of each side, and each side's share of CPU 0. The kernel does not
+always split CPU 0 evenly between two busy servers (one round in three or so
+gives one side 51.5 % and the other 48.5 %), which moves that round's
+requests/s ratio by 3 % while their costs per request stay put; the CPU
+ratios are printed beside the requests/s ones for that reason.
 """
 
 from __future__ import annotations
@@ -153,6 +161,7 @@ def wait_up(port: int, path: str, timeout: float = 15.0) -> None:
 
 class Server:
     def __init__(self, cmd: list[str]) -> None:
+        self.port = int(cmd[cmd.index("--bind") + 1].rsplit(":", 1)[1])
         self.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.DEVNULL,
@@ -172,6 +181,28 @@ class Server:
             subprocess.run(
                 ["taskset", "-acp", "0", str(proc.pid)], stdout=subprocess.DEVNULL, check=False
             )
+
+    def cpu_ns(self) -> int:
+        """CPU time (ns) used so far by the master and every process under
+        it, all threads: the kernel's scheduler accounting (schedstat), else
+        user + system time from psutil (10 ms ticks)."""
+        import psutil
+
+        total = 0
+        root = psutil.Process(self.proc.pid)
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                tasks = os.listdir(f"/proc/{proc.pid}/task")
+                for tid in tasks:
+                    with open(f"/proc/{proc.pid}/task/{tid}/schedstat") as fh:
+                        total += int(fh.read().split()[0])
+            except FileNotFoundError:  # gone, or no schedstat on this kernel
+                try:
+                    times = proc.cpu_times()
+                    total += int((times.user + times.system) * 1e9)
+                except psutil.Error:
+                    pass
+        return total
 
     def stop(self) -> None:
         try:
@@ -294,7 +325,35 @@ def duel(
         if re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out):
             raise RuntimeError(f"error responses during the benchmark:\n{out}")
         rates.append(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)))
+        LAST_COUNTS.append(int(re.search(r"(\d+) requests in", out).group(1)))
+    del LAST_COUNTS[:-2]
     return rates[0], rates[1]
+
+
+# The request counts of the last duel (a's, b's), for the CPU accounting.
+LAST_COUNTS: list[int] = []
+
+
+def port_of(target: tuple[str, str | None, str | None]) -> int:
+    return int(target[0].split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+
+
+def cpu_duel(
+    wrk_bin: str,
+    a: tuple[str, str | None, str | None],
+    b: tuple[str, str | None, str | None],
+    seconds: float,
+    conns: int,
+    sa: Server,
+    sb: Server,
+) -> tuple[float, float, float, float, float]:
+    """``duel`` with each server's CPU time read before and after: (requests/s
+    of a, of b, ns of CPU per request of a, of b, a's share of the CPU time)."""
+    a0, b0 = sa.cpu_ns(), sb.cpu_ns()
+    x, y = duel(wrk_bin, a, b, seconds, conns)
+    da, db = sa.cpu_ns() - a0, sb.cpu_ns() - b0
+    na, nb = LAST_COUNTS
+    return x, y, da / max(na, 1), db / max(nb, 1), da / max(da + db, 1)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -440,21 +499,48 @@ def main() -> None:
                 "monitored_vs_unmonitored": ("body_monitored_twin", "body_unmonitored"),
             }
             rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in pairs}
+            # Per duel: (ns/request of a, of b, a's CPU share).
+            costs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in pairs}
+            by_port = {s.port: s for s in servers}
+
+            def measure(name: str, first: str, second: str) -> None:
+                ta, tb = targets[first], targets[second]
+                x, y, nx, ny, share = cpu_duel(
+                    wrk_bin,
+                    ta,
+                    tb,
+                    args.seconds,
+                    args.connections // 2,
+                    by_port[port_of(ta)],
+                    by_port[port_of(tb)],
+                )
+                if first == pairs[name][0]:
+                    rounds[name].append((x, y))
+                    costs[name].append((nx, ny, share))
+                else:
+                    rounds[name].append((y, x))
+                    costs[name].append((ny, nx, 1.0 - share))
+
             # The monitoring pair compares a kit with itself, where a 2 % edge of
             # the duel's second wrk matters: each round duels it in both orders.
             both_orders = {"monitored_vs_unmonitored"}
             for _ in range(args.rounds):
                 for name, (a, b) in pairs.items():
                     if name in both_orders:
-                        y, x = duel(
-                            wrk_bin, targets[b], targets[a], args.seconds, args.connections // 2
-                        )
-                        rounds[name].append((x, y))
-                    rounds[name].append(
-                        duel(wrk_bin, targets[a], targets[b], args.seconds, args.connections // 2)
-                    )
+                        measure(name, b, a)
+                    measure(name, a, b)
             results["ratios"] = {
                 name: round(statistics.median(x / y for x, y in v), 3) for name, v in rounds.items()
+            }
+            # The same pairs by CPU time per request (b's cost over a's: above
+            # 1.0, a is cheaper), and the spread of a's CPU share.
+            results["cpu_ratios"] = {
+                name: round(statistics.median(nb / na for na, nb, _ in v), 3)
+                for name, v in costs.items()
+            }
+            results["cpu_share_range"] = {
+                name: [round(min(s for *_, s in v), 3), round(max(s for *_, s in v), 3)]
+                for name, v in costs.items()
             }
             results["rps_rounds"] = {
                 name: [[round(x), round(y)] for x, y in v] for name, v in rounds.items()
