@@ -313,6 +313,18 @@ def duel(
     """Load two servers at the same time, on the same CPU: whatever the machine
     does during the round, both see it, so the ratio of their requests/s is the
     ratio of their costs per request."""
+    (x, _), (y, _) = _load_pair(wrk_bin, a, b, seconds, conns)
+    return x, y
+
+
+def _load_pair(
+    wrk_bin: str,
+    a: tuple[str, str | None, str | None],
+    b: tuple[str, str | None, str | None],
+    seconds: float,
+    conns: int,
+) -> list[tuple[float, int]]:
+    """``duel``'s load: (requests/s, requests) of a and of b."""
     procs = [
         subprocess.Popen(
             wrk_cmd(wrk_bin, url, seconds, conns, host, script), stdout=subprocess.PIPE, text=True
@@ -320,18 +332,13 @@ def duel(
         for url, host, script in (a, b)
     ]
     outs = [p.communicate()[0] for p in procs]
-    rates = []
+    loads = []
     for out in outs:
         if re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out):
             raise RuntimeError(f"error responses during the benchmark:\n{out}")
-        rates.append(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)))
-        LAST_COUNTS.append(int(re.search(r"(\d+) requests in", out).group(1)))
-    del LAST_COUNTS[:-2]
-    return rates[0], rates[1]
-
-
-# The request counts of the last duel (a's, b's), for the CPU accounting.
-LAST_COUNTS: list[int] = []
+        rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        loads.append((rate, int(re.search(r"(\d+) requests in", out).group(1))))
+    return loads
 
 
 def port_of(target: tuple[str, str | None, str | None]) -> int:
@@ -350,9 +357,8 @@ def cpu_duel(
     """``duel`` with each server's CPU time read before and after: (requests/s
     of a, of b, ns of CPU per request of a, of b, a's share of the CPU time)."""
     a0, b0 = sa.cpu_ns(), sb.cpu_ns()
-    x, y = duel(wrk_bin, a, b, seconds, conns)
+    (x, na), (y, nb) = _load_pair(wrk_bin, a, b, seconds, conns)
     da, db = sa.cpu_ns() - a0, sb.cpu_ns() - b0
-    na, nb = LAST_COUNTS
     return x, y, da / max(na, 1), db / max(nb, 1), da / max(da + db, 1)
 
 
