@@ -354,6 +354,9 @@ def test_env_auth_names_conflicts_and_bad_sources(sdk_kit, upstream, tmp_path):
         (f"file://{outside}", 403, "under the kit's home"),
         ("specs/none.json", 404, "no such file"),
         ("ftp://example.org/x.json", 400, "http(s) URL"),
+        ("specs/a\x00b.json", 400, "control character"),  # found by schemathesis: was a 500
+        ("file:///specs/a%00b.json", 400, "control character"),
+        (upstream.url("/openapi.json") + "\n", 400, "control character"),
     ]
     for url, status, reason in bad:
         r = sdk_import(kit, execId="5", source_url=url)

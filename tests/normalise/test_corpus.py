@@ -98,6 +98,20 @@ def test_magic_units() -> None:
     assert normalize("# @timeout 1h\nreturn 1\n").code == "# @timeout 3600000\nreturn 1\n"
 
 
+def test_magic_lines_keep_their_own_line_endings() -> None:
+    """The leading block is numbered by ``str.splitlines`` (a lone CR or a
+    group separator ends a line too): fixed lines keep their endings, and
+    code whose line breaks ``split("\\n")`` would count otherwise is no
+    longer a 500 (schemathesis sent ``"\\r\\x1d..."``)."""
+    crlf = "# @timeout 2s\r\n# @cron 0 * * * *\r\nreturn 1\r\n"
+    assert normalize(crlf).code == "# @timeout 2000\r\n# @cron 0 * * * *\r\nreturn 1\r\n"
+    mixed = "#!x\r# @timeout 2s\x1d# @timeout 3s\nreturn 1\n"
+    assert normalize(mixed).code == "#!x\r# @timeout 2000\x1d# @timeout 3000\nreturn 1\n"
+    for odd in ("\r\x1d\xe8Q", "\r", "\x1c\x1d\x1e\x85\u2028x", "# @timeout 1s\x0c\r\n"):
+        result = validate_script(odd, normalize=True)
+        assert isinstance(result["valid"], bool)
+
+
 def test_validate_reports_and_refuses() -> None:
     code, path = _case("flask_multi_routes")
     result = validate_script(code, path=path, normalize=True)

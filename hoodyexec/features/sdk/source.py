@@ -35,6 +35,7 @@ class Unreachable(HoodyError):
 
 async def fetch(url: str, home_root: str, auth: tuple[str, str] | None) -> tuple[bytes, str]:
     """The document's bytes and the URL they came from (after redirects)."""
+    _no_control_characters(url)
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("http", "https"):
         return await _fetch_http(url, auth), url
@@ -46,12 +47,19 @@ async def fetch(url: str, home_root: str, auth: tuple[str, str] | None) -> tuple
     )
 
 
+def _no_control_characters(text: str) -> None:
+    """No URL or file name carries one (and the OS refuses a NUL in a path)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise BadRequest("source_url contains a control character", field="source_url")
+
+
 def _read_file(url: str, home_root: str) -> bytes:
     parts = urlsplit(url)
     if parts.scheme:
         if parts.netloc not in ("", "localhost"):
             raise BadRequest("a file: URL must name a local file", field="source_url")
         raw = unquote(parts.path)
+        _no_control_characters(raw)  # %00 and the like
     else:
         raw = url
     home = os.path.realpath(home_root)

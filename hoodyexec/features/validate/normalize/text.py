@@ -130,16 +130,17 @@ def _canonical(line: str) -> str | None:
 
 def fix_magic(code: str) -> Outcome:
     """Canonical ``# @name value`` lines in the leading comment block."""
-    lines = code.split("\n")
+    # Split as ``leading_block`` numbers its lines (``str.splitlines``: a lone
+    # "\r" or "\x1d" ends a line too), each line keeping its own ending.
+    lines = code.splitlines(keepends=True)
     changes = []
     for number, text in magic_mod.leading_block(code):
-        line = lines[number - 1]
-        ending = "\r" if line.endswith("\r") else ""
-        new = _canonical(line[: len(line) - len(ending)])
+        ending = lines[number - 1][len(text) :]
+        new = _canonical(text)
         if new is None:
             continue
         lines[number - 1] = new + ending
-        changes.append(Change("magic-comment", number, text.rstrip("\r"), new))
+        changes.append(Change("magic-comment", number, text, new))
     if not changes:
         return Outcome(code)
-    return Outcome("\n".join(lines), changes)
+    return Outcome("".join(lines), changes)
