@@ -159,6 +159,10 @@ def wait_up(port: int, path: str, timeout: float = 15.0) -> None:
     raise RuntimeError(f"port {port} {path} not up in {timeout}s")
 
 
+# The kernel keeps per-thread scheduler accounting (ns) here when built with it.
+SCHEDSTAT = os.path.exists("/proc/self/schedstat")
+
+
 class Server:
     def __init__(self, cmd: list[str]) -> None:
         self.port = int(cmd[cmd.index("--bind") + 1].rsplit(":", 1)[1])
@@ -191,16 +195,22 @@ class Server:
         total = 0
         root = psutil.Process(self.proc.pid)
         for proc in [root, *root.children(recursive=True)]:
-            try:
-                tasks = os.listdir(f"/proc/{proc.pid}/task")
-                for tid in tasks:
-                    with open(f"/proc/{proc.pid}/task/{tid}/schedstat") as fh:
-                        total += int(fh.read().split()[0])
-            except FileNotFoundError:  # gone, or no schedstat on this kernel
+            if not SCHEDSTAT:
                 try:
                     times = proc.cpu_times()
                     total += int((times.user + times.system) * 1e9)
                 except psutil.Error:
+                    pass
+                continue
+            try:
+                tids = os.listdir(f"/proc/{proc.pid}/task")
+            except FileNotFoundError:  # the process is gone
+                continue
+            for tid in tids:
+                try:
+                    with open(f"/proc/{proc.pid}/task/{tid}/schedstat") as fh:
+                        total += int(fh.read().split()[0])
+                except FileNotFoundError:  # a thread that just ended
                     pass
         return total
 
@@ -312,19 +322,7 @@ def duel(
 ) -> tuple[float, float]:
     """Load two servers at the same time, on the same CPU: whatever the machine
     does during the round, both see it, so the ratio of their requests/s is the
-    ratio of their costs per request."""
-    (x, _), (y, _) = _load_pair(wrk_bin, a, b, seconds, conns)
-    return x, y
-
-
-def _load_pair(
-    wrk_bin: str,
-    a: tuple[str, str | None, str | None],
-    b: tuple[str, str | None, str | None],
-    seconds: float,
-    conns: int,
-) -> list[tuple[float, int]]:
-    """``duel``'s load: (requests/s, requests) of a and of b."""
+    ratio of their costs per request. (requests/s, requests) of a and of b."""
     procs = [
         subprocess.Popen(
             wrk_cmd(wrk_bin, url, seconds, conns, host, script), stdout=subprocess.PIPE, text=True
@@ -354,10 +352,10 @@ def cpu_duel(
     sa: Server,
     sb: Server,
 ) -> tuple[float, float, float, float, float]:
-    """``duel`` with each server's CPU time read before and after: (requests/s
+    """``duel`` with each server's CPU time read around it: (requests/s
     of a, of b, ns of CPU per request of a, of b, a's share of the CPU time)."""
     a0, b0 = sa.cpu_ns(), sb.cpu_ns()
-    (x, na), (y, nb) = _load_pair(wrk_bin, a, b, seconds, conns)
+    (x, na), (y, nb) = duel(wrk_bin, a, b, seconds, conns)
     da, db = sa.cpu_ns() - a0, sb.cpu_ns() - b0
     return x, y, da / max(na, 1), db / max(nb, 1), da / max(da + db, 1)
 

@@ -94,13 +94,12 @@ class Figures:
         self.last = 0.0
         self.mode = "inline"
         self.offloads = 0
-        # PERF: the last samples as the batches they came in, (starts,
-        # seconds) each, at least SAMPLES of them, as arrays of C doubles
-        # (no tuple per execution); ``samples`` pairs them up. Keeping the
-        # batch's float objects instead (~2,500 alive at any time, each freed
-        # a thousand executions after it was made) made every allocation of
-        # the request path slower: pymalloc's pools went cold (about 0.3 us
-        # per request under load, a third of what monitoring cost).
+        # The last samples as the batches they came in, (starts, seconds)
+        # each, at least SAMPLES of them, as arrays of C doubles (no tuple
+        # per execution); ``samples`` pairs them up. 16 bytes a sample: the
+        # batch's float objects and list slots kept instead took ~64, and
+        # lived a thousand executions (no effect on throughput measured
+        # either way, bench/RESULTS.md 04:14).
         self._recent: collections.deque[tuple[array.array[float], array.array[float]]] = (
             collections.deque()
         )
@@ -314,8 +313,8 @@ class Monitor:
         ]
 
     def running(self) -> list[tuple[str, Active]]:
-        """Every execution in flight: ``active`` and the inline slot (safe to
-        call from another thread)."""
+        """Every execution in flight: ``active`` and the inline execution the
+        probe finds (safe to call from another thread)."""
         running = list(self.active.items())
         probe = self.inline_probe
         inline = probe() if probe is not None else None

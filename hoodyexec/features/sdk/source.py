@@ -15,6 +15,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx2
 
+from hoodyexec.engine import magic
 from hoodyexec.errors import BadRequest, Forbidden, HoodyError, NotFound
 
 MAX_SPEC_BYTES = 5 * 1024 * 1024
@@ -48,9 +49,11 @@ async def fetch(url: str, home_root: str, auth: tuple[str, str] | None) -> tuple
 
 
 def _no_control_characters(text: str) -> None:
-    """No URL or file name carries one (and the OS refuses a NUL in a path)."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise BadRequest("source_url contains a control character", field="source_url")
+    """No URL or file name the kit reads carries one (and the OS refuses a NUL
+    in a path): the check the feature's other fields get."""
+    bad = magic.unsafe_char(text)
+    if bad is not None:
+        raise BadRequest(f"source_url holds the control character {bad!r}", field="source_url")
 
 
 def _read_file(url: str, home_root: str) -> bytes:
