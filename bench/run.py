@@ -319,7 +319,7 @@ def duel(
     b: tuple[str, str | None, str | None],
     seconds: float,
     conns: int,
-) -> tuple[float, float]:
+) -> list[tuple[float, int]]:
     """Load two servers at the same time, on the same CPU: whatever the machine
     does during the round, both see it, so the ratio of their requests/s is the
     ratio of their costs per request. (requests/s, requests) of a and of b."""
